@@ -1,0 +1,52 @@
+//! The processor-backend trait. The executor and (later) the partitioner talk to processors
+//! only through it; they know nothing about SIMD or Vulkan.
+use crate::graph::Node;
+use crate::tensor::{SharedTensor, Slice, Tensor};
+use crate::Result;
+
+pub mod cpu;
+
+/// A processor of the SoC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Processor {
+    Cpu,
+    Gpu,
+}
+
+/// The arithmetic a layer runs in (storage follows the precision, except processor-friendly
+/// quantization where QUInt8 storage meets F16 GPU arithmetic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F32,
+    F16,
+    Quint8,
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Quint8 => "quint8",
+        })
+    }
+}
+
+/// One processor's implementation of every op. Preparing (packing weights, building
+/// pipelines) is separate from running, which computes one slice of one layer.
+pub trait Backend: Send + Sync {
+    /// What `prepare` produces for one node: packed weights, pipelines, scratch sizes.
+    type Prepared: Send + Sync;
+
+    /// Which processor this backend drives.
+    fn processor(&self) -> Processor;
+
+    /// Turns a node into a prepared kernel for these shapes and precision.
+    fn prepare(&self, node: &Node, input_shapes: &[&[usize]], output_shape: &[usize], precision: Precision) -> Result<Self::Prepared>;
+
+    /// Computes output channels `slice.channels` and rows `slice.rows` of the node into
+    /// `out`, writing nothing outside the slice.
+    fn run(&self, prepared: &Self::Prepared, inputs: &[&Tensor], out: &SharedTensor<'_>, slice: &Slice) -> Result<()>;
+}

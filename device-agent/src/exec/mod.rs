@@ -1,0 +1,3 @@
+//! Executors and the per-layer trace.
+pub mod trace;
+

@@ -1,0 +1,1 @@
+//! Monsoon power monitor driver (filled by the monsoon issue).
