@@ -11,8 +11,11 @@ pub mod backend;
 pub mod error;
 pub mod exec;
 pub mod graph;
+pub mod onnx;
 pub mod ops;
+pub mod protocol;
 pub mod tensor;
+pub mod zoo;
 
 pub use error::{Error, Result};
 pub use graph::{Graph, Node, WeightsOrigin};

@@ -50,7 +50,7 @@ impl Conv2d {
         if ws.len() != 4 {
             return Err(Error::node(node, format!("weight must be 4-D, got {ws:?}")));
         }
-        if self.groups == 0 || c % self.groups != 0 || ws[0] % self.groups != 0 {
+        if self.groups == 0 || !c.is_multiple_of(self.groups) || !ws[0].is_multiple_of(self.groups) {
             return Err(Error::node(
                 node,
                 format!("groups {} must divide input channels {c} and output channels {}", self.groups, ws[0]),

@@ -27,7 +27,7 @@ pub fn reshape_shape(node: &str, spec: &[i64], input: &[usize]) -> Result<Vec<us
     }
     let known: usize = out.iter().product();
     if let Some(i) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(Error::node(node, format!("cannot reshape {input:?} into {spec:?}")));
         }
         out[i] = total / known;

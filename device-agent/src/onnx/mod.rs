@@ -1,0 +1,1 @@
+//! ONNX import and export (filled by the runtime issue's importer work).
