@@ -1,1 +1,258 @@
-//! The agent protocol (JSON lines over stdio), versioned; both the agent and the harness use these types.
+//! # The agent protocol
+//!
+//! The host (`ulab`) drives the on-device agent (`ulayer-agent serve`) with one JSON object
+//! per line on the agent's stdin; the agent answers each request with one JSON object per
+//! line on stdout, carrying the request's `id`. Log output goes to stderr only.
+//!
+//! Every message carries `"v": PROTOCOL_VERSION`. The agent answers a request of another
+//! version with an `error` whose message names both versions, and the host refuses to run a
+//! campaign against an agent whose `hello` reports another version.
+//!
+//! Requests (`"cmd"` selects the variant):
+//! ```json
+//! {"v":1,"id":1,"cmd":"hello"}
+//! {"v":1,"id":2,"cmd":"models"}
+//! {"v":1,"id":3,"cmd":"classify","model":"efficientnet-lite0","images":["/data/chelsea.png"],"top":5}
+//! {"v":1,"id":4,"cmd":"bench","model":"mobilenet-v1","iterations":50,"warmup":5}
+//! {"v":1,"id":5,"cmd":"shutdown"}
+//! ```
+//! Responses (`"kind"` selects the variant): `hello`, `models`, `classified`, `bench`,
+//! `error`, `bye` — see [`Response`].
+use crate::backend::Precision;
+use crate::exec::trace::Trace;
+use crate::graph::WeightsOrigin;
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A request line: version, id and command.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    /// Protocol version of the sender.
+    pub v: u32,
+    /// Chosen by the host; echoed in the response.
+    pub id: u64,
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// A response line: version, the id of the request it answers, and the body.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResponseEnvelope {
+    pub v: u32,
+    pub id: u64,
+    #[serde(flatten)]
+    pub response: Response,
+}
+
+/// What the host asks of the agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// Identify the agent: version, device, protocol.
+    Hello,
+    /// List the model zoo.
+    Models,
+    /// Classify images.
+    Classify(ClassifyRequest),
+    /// Time inference.
+    Bench(BenchRequest),
+    /// End the session.
+    Shutdown,
+}
+
+/// Classify images with a model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassifyRequest {
+    /// A zoo name (`ulayer-agent models`) or a path to an `.onnx` file on the device.
+    pub model: String,
+    /// Image paths on the device.
+    pub images: Vec<String>,
+    /// How many classes to return per image.
+    #[serde(default = "default_top")]
+    pub top: usize,
+    #[serde(default = "default_precision")]
+    pub precision: Precision,
+    /// CPU threads (0 = all cores).
+    #[serde(default)]
+    pub threads: usize,
+}
+
+/// Time a model on a fixed input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchRequest {
+    pub model: String,
+    #[serde(default = "default_iterations")]
+    pub iterations: usize,
+    #[serde(default = "default_warmup")]
+    pub warmup: usize,
+    #[serde(default = "default_precision")]
+    pub precision: Precision,
+    /// CPU threads (0 = all cores).
+    #[serde(default)]
+    pub threads: usize,
+    /// Include every run's full per-layer trace in the answer.
+    #[serde(default)]
+    pub traces: bool,
+}
+
+fn default_top() -> usize {
+    5
+}
+fn default_precision() -> Precision {
+    Precision::F32
+}
+fn default_iterations() -> usize {
+    50
+}
+fn default_warmup() -> usize {
+    5
+}
+
+/// What the agent answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Response {
+    Hello(AgentInfo),
+    Models { models: Vec<ModelInfo> },
+    Classified { results: Vec<Classification> },
+    Bench(BenchReport),
+    /// The request failed; nothing else happened.
+    Error { message: String },
+    Bye,
+}
+
+/// Who the agent is and what it runs on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub agent_version: String,
+    pub protocol: u32,
+    /// `uname -m` style architecture.
+    pub arch: String,
+    /// Logical CPU cores.
+    pub cpus: usize,
+    /// The CPU SIMD level the kernels chose (e.g. "avx512", "avx2", "neon", "scalar").
+    pub cpu_isa: String,
+}
+
+/// One entry of the model zoo.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub description: String,
+    pub parameters: usize,
+    pub macs: u64,
+    /// Real (pretrained) or seeded (latency and energy only) weights.
+    pub weights: WeightsOrigin,
+    pub input_shape: Vec<usize>,
+}
+
+/// The top classes for one image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Classification {
+    pub image: String,
+    /// `(class index, class name, probability)`, best first.
+    pub top: Vec<ClassScore>,
+    /// Latency of the inference, ms.
+    pub latency_ms: f64,
+}
+
+/// One class and its probability.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassScore {
+    pub index: usize,
+    pub name: String,
+    pub probability: f32,
+}
+
+/// Latency statistics over the measured runs, milliseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyStats {
+    pub runs: usize,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+    pub std_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+}
+
+impl LatencyStats {
+    /// Statistics of durations in nanoseconds (nearest-rank percentiles, sample std).
+    /// `None` for an empty set.
+    pub fn from_ns(samples: &[u64]) -> Option<Self> {
+        if samples.is_empty() {
+            return None;
+        }
+        let mut ms: Vec<f64> = samples.iter().map(|&n| n as f64 / 1e6).collect();
+        ms.sort_by(f64::total_cmp);
+        let n = ms.len();
+        let pct = |p: f64| ms[((p / 100.0 * n as f64).ceil() as usize).clamp(1, n) - 1];
+        let mean = ms.iter().sum::<f64>() / n as f64;
+        let var = if n > 1 { ms.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+        Some(LatencyStats { runs: n, p50_ms: pct(50.0), p90_ms: pct(90.0), p99_ms: pct(99.0), mean_ms: mean, std_ms: var.sqrt(), min_ms: ms[0], max_ms: ms[n - 1] })
+    }
+}
+
+/// Per-layer timing summary over the measured runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerTiming {
+    pub node: String,
+    pub kind: String,
+    pub macs: u64,
+    pub p50_ms: f64,
+    pub mean_ms: f64,
+}
+
+/// The answer to a bench request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub mechanism: String,
+    pub precision: Precision,
+    pub threads: usize,
+    pub warmup: usize,
+    pub latency: LatencyStats,
+    pub layers: Vec<LayerTiming>,
+    /// Every measured run's total duration, ns.
+    pub runs_ns: Vec<u64>,
+    /// Full traces, when asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub traces: Vec<Trace>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips_with_defaults() {
+        let line = r#"{"v":1,"id":4,"cmd":"bench","model":"mobilenet-v1"}"#;
+        let r: RequestEnvelope = serde_json::from_str(line).expect("valid request");
+        match &r.request {
+            Request::Bench(b) => {
+                assert_eq!(b.iterations, 50);
+                assert_eq!(b.precision, Precision::F32);
+            }
+            other => panic!("wrong variant {other:?}"),
+        }
+        let back = serde_json::to_string(&r).expect("serialises");
+        assert_eq!(serde_json::from_str::<RequestEnvelope>(&back).expect("parses"), r);
+    }
+
+    #[test]
+    fn unknown_command_is_an_error() {
+        assert!(serde_json::from_str::<RequestEnvelope>(r#"{"v":1,"id":1,"cmd":"explode"}"#).is_err());
+    }
+
+    #[test]
+    fn stats_percentiles_are_nearest_rank() {
+        let ns: Vec<u64> = (1..=100).map(|i| i * 1_000_000).collect();
+        let s = LatencyStats::from_ns(&ns).expect("non-empty");
+        assert_eq!((s.p50_ms, s.p90_ms, s.p99_ms), (50.0, 90.0, 99.0));
+        assert!((s.mean_ms - 50.5).abs() < 1e-9);
+        assert!(LatencyStats::from_ns(&[]).is_none());
+    }
+}
