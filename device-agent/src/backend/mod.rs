@@ -49,4 +49,11 @@ pub trait Backend: Send + Sync {
     /// Computes output channels `slice.channels` and rows `slice.rows` of the node into
     /// `out`, writing nothing outside the slice.
     fn run(&self, prepared: &Self::Prepared, inputs: &[&Tensor], out: &SharedTensor<'_>, slice: &Slice) -> Result<()>;
+
+    /// Runs `f` (a sequence of `run` calls, e.g. a whole inference) in the backend's execution
+    /// context, so that each `run` avoids a hand-off to its workers (the CPU backend runs `f`
+    /// on its thread pool). The default calls `f` directly.
+    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        f()
+    }
 }

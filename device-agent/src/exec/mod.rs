@@ -1,3 +1,234 @@
 //! Executors and the per-layer trace.
+//!
+//! [`Executor`] runs a graph on one backend (single processor): it prepares every node once,
+//! preallocates the value buffers (reusing a buffer once its value is dead, among values of
+//! the same size), and records one [`LayerSpan`] per layer. [`Executor::run_sliced`] computes
+//! each layer as a union of disjoint slices, the primitive the cooperative executor builds on.
 pub mod trace;
 
+use crate::backend::{Backend, Precision};
+use crate::graph::Graph;
+use crate::tensor::{Slice, Tensor};
+use crate::{Error, Result};
+use std::collections::HashMap;
+use trace::{monotonic_ns, LayerSpan, Trace};
+
+/// Where a step reads a value from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// The `i`-th graph input, as passed to `run`.
+    Input(usize),
+    /// Buffer slot `i`.
+    Slot(usize),
+}
+
+/// One prepared node.
+#[derive(Debug)]
+struct Step<P> {
+    node: String,
+    kind: &'static str,
+    prepared: P,
+    inputs: Vec<Source>,
+    slot: usize,
+    shape: Vec<usize>,
+}
+
+/// A single-processor executor of one graph on backend `B`.
+#[derive(Debug)]
+pub struct Executor<B: Backend> {
+    backend: B,
+    precision: Precision,
+    graph: String,
+    inputs: Vec<(String, Vec<usize>)>,
+    steps: Vec<Step<B::Prepared>>,
+    slots: Vec<Tensor>,
+    outputs: Vec<Source>,
+}
+
+impl<B: Backend> Executor<B> {
+    /// Validates `graph`, prepares every node on `backend` at `precision` and allocates the
+    /// buffers. Errors name the node at fault.
+    pub fn new(graph: &Graph, backend: B, precision: Precision) -> Result<Executor<B>> {
+        let shapes = graph.infer_shapes()?;
+        let mut where_: HashMap<&str, Source> = HashMap::new();
+        for (i, v) in graph.inputs.iter().enumerate() {
+            where_.insert(v.name.as_str(), Source::Input(i));
+        }
+        // Last step reading each value (graph outputs live to the end).
+        let mut last_use: HashMap<&str, usize> = HashMap::new();
+        for (i, n) in graph.nodes.iter().enumerate() {
+            for v in &n.inputs {
+                last_use.insert(v.as_str(), i);
+            }
+        }
+        for o in &graph.outputs {
+            last_use.insert(o.as_str(), usize::MAX);
+        }
+        let mut slots: Vec<Tensor> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        let mut steps = Vec::with_capacity(graph.nodes.len());
+        for (i, n) in graph.nodes.iter().enumerate() {
+            let shape = shapes.get(&n.output).ok_or_else(|| Error::node(&n.name, "output shape unknown"))?.clone();
+            let ins: Vec<&[usize]> = n.inputs.iter().map(|v| shapes.get(v).map(Vec::as_slice).ok_or_else(|| Error::node(&n.name, format!("reads unknown value '{v}'")))).collect::<Result<_>>()?;
+            let prepared = backend.prepare(n, &ins, &shape, precision)?;
+            let inputs = n.inputs.iter().map(|v| where_.get(v.as_str()).copied().ok_or_else(|| Error::node(&n.name, format!("reads '{v}' before it is produced")))).collect::<Result<Vec<_>>>()?;
+            // A dead buffer of the same size, else a new one.
+            let len: usize = shape.iter().product();
+            let slot = match free.iter().position(|&s| slots[s].len() == len) {
+                Some(k) => free.swap_remove(k),
+                None => {
+                    slots.push(Tensor::zeros(&shape));
+                    slots.len() - 1
+                }
+            };
+            where_.insert(n.output.as_str(), Source::Slot(slot));
+            // Buffers whose value this step read for the last time become free after it.
+            for v in &n.inputs {
+                if let (Some(&Source::Slot(s)), Some(&lu)) = (where_.get(v.as_str()), last_use.get(v.as_str())) {
+                    if lu == i && !free.contains(&s) {
+                        free.push(s);
+                    }
+                }
+            }
+            // A value nobody reads frees its buffer at once (after this step writes it).
+            if !last_use.contains_key(n.output.as_str()) {
+                free.push(slot);
+            }
+            steps.push(Step { node: n.name.clone(), kind: n.op.kind(), prepared, inputs, slot, shape });
+        }
+        let outputs = graph.outputs.iter().map(|o| where_.get(o.as_str()).copied().ok_or_else(|| Error::Graph { graph: graph.name.clone(), msg: format!("output '{o}' is not produced") })).collect::<Result<Vec<_>>>()?;
+        Ok(Executor {
+            backend,
+            precision,
+            graph: graph.name.clone(),
+            inputs: graph.inputs.iter().map(|v| (v.name.clone(), v.shape.clone())).collect(),
+            steps,
+            slots,
+            outputs,
+        })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Number of layers (prepared nodes).
+    pub fn layers(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Output shape of layer `i`.
+    pub fn layer_shape(&self, i: usize) -> Option<&[usize]> {
+        self.steps.get(i).map(|s| s.shape.as_slice())
+    }
+
+    /// Number of value buffers allocated (after reuse).
+    pub fn buffers(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Runs one inference; returns the graph outputs and the per-layer trace (whole slices).
+    pub fn run(&mut self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Trace)> {
+        self.run_sliced(inputs, |_, shape| vec![Slice::whole(shape)])
+    }
+
+    /// Runs one inference computing layer `i` (of output shape `shape`) as the union of the
+    /// slices `plan(i, shape)` returns, one after the other, each recorded as its own span.
+    /// The slices must be disjoint and cover the output (checked); non-sliceable layers
+    /// accept only the whole output.
+    pub fn run_sliced(&mut self, inputs: &[Tensor], plan: impl Fn(usize, &[usize]) -> Vec<Slice> + Sync) -> Result<(Vec<Tensor>, Trace)> {
+        self.check_inputs(inputs)?;
+        let Executor { backend, precision, steps, slots, outputs, .. } = self;
+        let (backend, precision) = (&*backend, *precision);
+        let trace = backend.install(|| -> Result<Trace> {
+            let mut trace = Trace { start_ns: monotonic_ns(), end_ns: 0, layers: Vec::with_capacity(steps.len()) };
+            for (i, step) in steps.iter().enumerate() {
+                let slices = plan(i, &step.shape);
+                check_cover(&step.node, &step.shape, &slices)?;
+                // Take the output buffer out so that inputs can be borrowed from the others.
+                let mut out = std::mem::replace(&mut slots[step.slot], Tensor::zeros(&[0]));
+                let result = (|| {
+                    let ins: Vec<&Tensor> = step
+                        .inputs
+                        .iter()
+                        .map(|s| match *s {
+                            Source::Input(k) => &inputs[k],
+                            Source::Slot(k) => &slots[k],
+                        })
+                        .collect();
+                    let shared = out.shared();
+                    for slice in slices {
+                        let start_ns = monotonic_ns();
+                        backend.run(&step.prepared, &ins, &shared, &slice)?;
+                        let end_ns = monotonic_ns();
+                        trace.layers.push(LayerSpan { node: step.node.clone(), kind: step.kind.to_string(), processor: backend.processor(), precision, slice, start_ns, end_ns });
+                    }
+                    Ok::<(), Error>(())
+                })();
+                slots[step.slot] = out;
+                result?;
+            }
+            trace.end_ns = monotonic_ns();
+            Ok(trace)
+        })?;
+        let outs = outputs
+            .iter()
+            .map(|s| match *s {
+                Source::Input(k) => inputs[k].clone(),
+                Source::Slot(k) => slots[k].clone(),
+            })
+            .collect();
+        Ok((outs, trace))
+    }
+
+    fn check_inputs(&self, inputs: &[Tensor]) -> Result<()> {
+        if inputs.len() != self.inputs.len() {
+            return Err(Error::Graph { graph: self.graph.clone(), msg: format!("expects {} input(s), got {}", self.inputs.len(), inputs.len()) });
+        }
+        for ((name, shape), t) in self.inputs.iter().zip(inputs) {
+            if t.shape() != shape.as_slice() {
+                return Err(Error::InputShape { name: name.clone(), expected: shape.clone(), got: t.shape().to_vec() });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `slices` are disjoint and cover an output of `shape`.
+pub fn check_cover(node: &str, shape: &[usize], slices: &[Slice]) -> Result<()> {
+    let (c, h) = crate::tensor::channels_rows(shape);
+    if let [s] = slices {
+        if s.channels == (0..c) && s.rows == (0..h) {
+            return Ok(());
+        }
+    }
+    let mut seen = vec![false; c * h];
+    for s in slices {
+        if s.channels.end > c || s.rows.end > h {
+            return Err(Error::node(node, format!("slice {s:?} outside output {shape:?}")));
+        }
+        for ch in s.channels.clone() {
+            for r in s.rows.clone() {
+                if std::mem::replace(&mut seen[ch * h + r], true) {
+                    return Err(Error::node(node, format!("slices overlap at channel {ch}, row {r}")));
+                }
+            }
+        }
+    }
+    if seen.iter().any(|v| !v) {
+        return Err(Error::node(node, "slices do not cover the whole output"));
+    }
+    Ok(())
+}
+
+/// Runs `graph` once on the CPU at F32 with `threads` threads (the graph as given: call
+/// [`Graph::optimized`] first to fold BatchNorm and fuse activations).
+pub fn run_graph_f32(graph: &Graph, input: &Tensor, threads: usize) -> Result<Vec<Tensor>> {
+    let backend = crate::backend::cpu::CpuBackend::new(threads)?;
+    let mut exec = Executor::new(graph, backend, Precision::F32)?;
+    Ok(exec.run(std::slice::from_ref(input))?.0)
+}
+
+#[cfg(test)]
+mod tests;

@@ -95,7 +95,9 @@ impl Graph {
 
     /// Prepares a graph for execution: folds BatchNorm into the preceding convolution, drops
     /// Dropout, and fuses ReLU/Clip onto convolutions and fully connected layers whose output
-    /// has no other reader. Validates the result.
+    /// has no other reader. A fused node produces the value name of the last node it absorbed,
+    /// so value names downstream and the graph's output names do not change. Validates the
+    /// result.
     pub fn optimized(self) -> Result<Graph> {
         let g = optimize::optimize(self)?;
         g.infer_shapes()?;

@@ -79,8 +79,10 @@ fn fold_batchnorm(g: &mut Graph) {
                 }
                 c.bias = crate::Tensor::from_vec(&[m], bias);
             }
-            let conv_out = g.nodes[p].output.clone();
-            rename(g, &bn_node.output, &conv_out);
+            // The convolution's old output had the BatchNorm as its only reader: the fused node
+            // takes over the BatchNorm's output name, so downstream names (and graph outputs)
+            // stay as they were.
+            g.nodes[p].output = bn_node.output;
         } else {
             i += 1;
         }
@@ -114,8 +116,8 @@ fn fuse_activations(g: &mut Graph) {
                 Op::Gemm(c) => c.activation = a,
                 _ => {}
             }
-            let out = g.nodes[p].output.clone();
-            rename(g, &act.output, &out);
+            // As for BatchNorm folding: the fused node produces the activation's output name.
+            g.nodes[p].output = act.output;
         } else {
             i += 1;
         }

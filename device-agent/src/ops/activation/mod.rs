@@ -33,3 +33,8 @@ impl Activation {
         }
     }
 }
+
+pub mod cpu_f32;
+pub mod reference;
+#[cfg(test)]
+mod tests;

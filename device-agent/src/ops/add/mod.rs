@@ -22,3 +22,8 @@ pub fn output_shape(node: &str, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         _ => Err(Error::node(node, format!("expects 2 inputs, got {}", inputs.len()))),
     }
 }
+
+pub mod cpu_f32;
+pub mod reference;
+#[cfg(test)]
+mod tests;

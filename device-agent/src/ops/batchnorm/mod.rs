@@ -34,3 +34,8 @@ impl BatchNorm {
         Ok(input.to_vec())
     }
 }
+
+pub mod cpu_f32;
+pub mod reference;
+#[cfg(test)]
+mod tests;

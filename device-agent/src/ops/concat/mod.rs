@@ -17,3 +17,8 @@ pub fn output_shape(node: &str, axis: usize, inputs: &[&[usize]]) -> Result<Vec<
     }
     Ok(out)
 }
+
+pub mod cpu_f32;
+pub mod reference;
+#[cfg(test)]
+mod tests;

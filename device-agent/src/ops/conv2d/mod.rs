@@ -77,3 +77,9 @@ impl Conv2d {
         Ok(vec![n, ws[0], oh, ow])
     }
 }
+
+pub mod cpu_f32;
+mod cpu_f32_depthwise;
+pub mod reference;
+#[cfg(test)]
+mod tests;

@@ -38,3 +38,8 @@ impl Gemm {
         Ok(out)
     }
 }
+
+pub mod cpu_f32;
+pub mod reference;
+#[cfg(test)]
+mod tests;

@@ -21,3 +21,8 @@ impl Lrn {
         Ok(input.to_vec())
     }
 }
+
+pub mod cpu_f32;
+pub mod reference;
+#[cfg(test)]
+mod tests;

@@ -17,3 +17,8 @@ pub fn output_shape(node: &str, inputs: &[&[usize]]) -> Result<Vec<usize>> {
     let batch = super::add::broadcast(node, &a[..a.len() - 2], &b[..b.len() - 2])?;
     Ok(batch.into_iter().chain([m, n]).collect())
 }
+
+pub mod cpu_f32;
+pub mod reference;
+#[cfg(test)]
+mod tests;

@@ -18,3 +18,8 @@ impl Pad {
         Ok(vec![n, c, h + self.pads[0] + self.pads[2], w + self.pads[1] + self.pads[3]])
     }
 }
+
+pub mod cpu_f32;
+pub mod reference;
+#[cfg(test)]
+mod tests;

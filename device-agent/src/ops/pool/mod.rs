@@ -44,3 +44,8 @@ pub fn global_output_shape(node: &str, input: &[usize]) -> Result<Vec<usize>> {
     let [n, c, _, _] = expect_nchw(node, "input", input)?;
     Ok(vec![n, c, 1, 1])
 }
+
+pub mod cpu_f32;
+pub mod reference;
+#[cfg(test)]
+mod tests;

@@ -36,3 +36,8 @@ pub fn reshape_shape(node: &str, spec: &[i64], input: &[usize]) -> Result<Vec<us
     }
     Ok(out)
 }
+
+pub mod cpu_f32;
+pub mod reference;
+#[cfg(test)]
+mod tests;

@@ -8,3 +8,8 @@ pub fn output_shape(node: &str, axis: usize, input: &[usize]) -> Result<Vec<usiz
     }
     Ok(input.to_vec())
 }
+
+pub mod cpu_f32;
+pub mod reference;
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,0 @@
-//! The CPU backend (F32 now; 8-bit with the quantization issue).

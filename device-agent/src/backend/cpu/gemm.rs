@@ -1,0 +1,529 @@
+//! The matrix-product engine under convolution, fully connected and MatMul:
+//! `C[m, n] = clamp(bias[m] + Σ_k W[m, k] · B[k, n])`, computed for any `m` range (output
+//! channels or neurons) and `n` range (output pixels or batch rows) straight into the shared
+//! output tensor.
+//!
+//! Why hand-written rather than a GEMM crate: our products are the NCHW convolutions of small
+//! networks, where `n` is the output pixels of one row slice and often narrow (49 or 196 at
+//! MobileNet's end), `k` is small (32–1024) and `m` is an arbitrary channel range of a split
+//! layer. A general crate packs both operands on every call and cannot fuse bias + clamp into
+//! the tile store or build im2col panels directly in its packing step; here weights are packed
+//! once at prepare, the activation panels are packed straight from the tensor (or by im2col),
+//! and the orientation is chosen per layer (see [`Orientation`]).
+//!
+//! One micro-kernel, generic over [`Simd`] and the tile shape: `ROWS` broadcast scalars ×
+//! `VECS` vectors of accumulators (AVX-512: 8 × 3·16 = 24 zmm accumulators).
+use super::buf::{with_scratch, AlignedVec};
+use super::isa::Isa;
+use super::simd::{Simd, SimdFn, TileFn};
+use super::CpuCtx;
+use std::ops::Range;
+
+/// Which operand the micro-kernel broadcasts and which it loads as vectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Orientation {
+    /// Weights broadcast (panels of `ROWS` output channels), activations as vectors along `n`:
+    /// stores run along output rows. For wide `n` (early convolution layers).
+    WeightsBroadcast,
+    /// Activations broadcast (panels of `ROWS` values of `n`), weights as vectors along `m`.
+    /// For narrow `n` (late convolution layers, fully connected layers with a few rows).
+    ActivationsBroadcast,
+}
+
+impl Orientation {
+    /// The cheaper orientation for an `m × n` product: the one wasting fewer vector lanes
+    /// (activations-broadcast stores are scattered for NCHW outputs, so it must win by 5%).
+    pub fn choose(isa: Isa, m: usize, n: usize, out_m_contiguous: bool) -> Orientation {
+        let l = isa.lanes() as f64;
+        let waste = |len: usize| (len as f64 / l).ceil() * l / len.max(1) as f64;
+        let penalty = if out_m_contiguous { 1.0 } else { 1.05 };
+        if waste(m) * penalty < waste(n) || n < isa.lanes() {
+            Orientation::ActivationsBroadcast
+        } else {
+            Orientation::WeightsBroadcast
+        }
+    }
+}
+
+/// A weight matrix `W[M, K]` (row-major) packed for one instruction set and orientation,
+/// with its bias padded to whole panels.
+#[derive(Clone, Debug)]
+pub struct PackedWeights {
+    data: AlignedVec,
+    bias: AlignedVec,
+    m: usize,
+    k: usize,
+    width: usize,
+    orientation: Orientation,
+    isa: Isa,
+}
+
+impl PackedWeights {
+    /// Packs `w` (`m × k`, row-major) into panels of `width` rows of `m`, each stored `k`-major:
+    /// `data[(p·k + kk)·width + i] = w[(p·width + i)·k + kk]` (zero past `m`).
+    pub fn new(isa: Isa, orientation: Orientation, w: &[f32], m: usize, k: usize, bias: Option<&[f32]>) -> PackedWeights {
+        let (rows, vecs) = isa.gemm_tile();
+        let width = match orientation {
+            Orientation::WeightsBroadcast => rows,
+            Orientation::ActivationsBroadcast => vecs * isa.lanes(),
+        };
+        let panels = m.div_ceil(width);
+        let mut data = AlignedVec::zeros(panels * k * width);
+        let d = data.as_mut_slice();
+        for p in 0..panels {
+            for i in 0..width.min(m - p * width) {
+                let row = &w[(p * width + i) * k..(p * width + i + 1) * k];
+                for (kk, &v) in row.iter().enumerate() {
+                    d[(p * k + kk) * width + i] = v;
+                }
+            }
+        }
+        let mut b = AlignedVec::zeros(panels * width + 64);
+        if let Some(bias) = bias {
+            b.as_mut_slice()[..m].copy_from_slice(&bias[..m]);
+        }
+        PackedWeights { data, bias: b, m, k, width, orientation, isa }
+    }
+
+    /// Rows (`M`).
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// Inner dimension (`K`).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The orientation it was packed for.
+    pub fn orientation(&self) -> Orientation {
+        self.orientation
+    }
+}
+
+/// Where the `B[K, N]` operand comes from; packs it into panels.
+pub trait PackSource: Sync {
+    /// Writes `B[k0..k1][n0..n0 + w]` into `dst[(k - k0)·w + j]`, zeros where `n0 + j >= n_end`.
+    ///
+    /// # Safety
+    /// `dst` must hold `(k1 - k0)·w` elements; the source must cover `k1` and `n_end`.
+    unsafe fn pack<S: Simd>(&self, k0: usize, k1: usize, n0: usize, n_end: usize, w: usize, dst: *mut f32);
+}
+
+/// A strided matrix: `B[k, n] = ptr[k·sk + n·sn]` (1×1 convolution: `sk = H·W, sn = 1`;
+/// fully connected: `sk = 1, sn = K`).
+#[derive(Clone, Copy, Debug)]
+pub struct MatrixSource {
+    pub ptr: *const f32,
+    pub sk: usize,
+    pub sn: usize,
+}
+
+// SAFETY: the source is only read, and the tensor it points into outlives the product.
+unsafe impl Sync for MatrixSource {}
+unsafe impl Send for MatrixSource {}
+
+impl PackSource for MatrixSource {
+    #[inline(always)]
+    unsafe fn pack<S: Simd>(&self, k0: usize, k1: usize, n0: usize, n_end: usize, w: usize, dst: *mut f32) {
+        let valid = n_end.saturating_sub(n0).min(w);
+        let l = S::LANES;
+        if self.sn == 1 {
+            for k in k0..k1 {
+                let d = dst.add((k - k0) * w);
+                let s = self.ptr.add(k * self.sk + n0);
+                let mut j = 0;
+                while j + l <= valid {
+                    S::store(d.add(j), S::load(s.add(j)));
+                    j += l;
+                }
+                if j < valid {
+                    S::store_partial(d.add(j), S::load_partial(s.add(j), valid - j), valid - j);
+                    j = valid;
+                }
+                while j < w {
+                    *d.add(j) = 0.0;
+                    j += 1;
+                }
+            }
+        } else {
+            for k in k0..k1 {
+                let d = dst.add((k - k0) * w);
+                for j in 0..w {
+                    *d.add(j) = if j < valid { *self.ptr.add(k * self.sk + (n0 + j) * self.sn) } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// Where `C[m, n]` goes: `ptr[m·sm + n·sn]`.
+#[derive(Clone, Copy, Debug)]
+pub struct OutView {
+    pub ptr: *mut f32,
+    pub sm: usize,
+    pub sn: usize,
+}
+
+// SAFETY: each task writes a disjoint (m, n) block; the caller owns the whole slice.
+unsafe impl Sync for OutView {}
+unsafe impl Send for OutView {}
+
+/// Largest `K` processed in one pass; longer products accumulate in `C` over chunks.
+const KC_MAX: usize = 1024;
+/// Target size (floats) of one task's packed activation block (stays in L2).
+const PACK_TARGET: usize = 64 * 1024;
+
+/// Computes `C[m, n] = clamp(bias[m] + Σ_k W[m, k]·B[k, n], lo, hi)` for `m ∈ ms`, `n ∈ ns`.
+///
+/// # Safety
+/// `out` must be valid for writes at every `(m, n)` of the ranges, and no other thread may
+/// access those elements meanwhile; `src` must cover `K × ns.end`; `ms.end <= w.m()`.
+pub unsafe fn gemm<P: PackSource>(ctx: &CpuCtx, w: &PackedWeights, src: &P, ms: Range<usize>, ns: Range<usize>, out: OutView, clamp: (f32, f32)) {
+    if ms.is_empty() || ns.is_empty() {
+        return;
+    }
+    debug_assert!(ms.end <= w.m);
+    debug_assert_eq!(w.isa, ctx.isa);
+    let isa = w.isa;
+    let (rows, vecs) = isa.gemm_tile();
+    let lanes = isa.lanes();
+    let k = w.k;
+    let kc = if k <= KC_MAX { k } else { k.div_ceil(k.div_ceil(KC_MAX * 3 / 4)) };
+    // Units along m (weight panels) and n (activation panels) and the most n units per task.
+    let (m_unit, n_unit) = match w.orientation {
+        Orientation::WeightsBroadcast => (rows, vecs * lanes),
+        Orientation::ActivationsBroadcast => (w.width, rows),
+    };
+    let m_units = ms.end.div_ceil(m_unit) - ms.start / m_unit;
+    let n_units = ns.len().div_ceil(n_unit);
+    let n_max = (PACK_TARGET / (kc.max(1) * n_unit)).max(1);
+    let (mb, nb) = plan(m_units, n_units, n_max, ctx.threads, k * m_unit * n_unit);
+    let m_blocks = m_units.div_ceil(mb);
+    let n_blocks = n_units.div_ceil(nb);
+    let scratch_len = kc * nb * n_unit;
+    let p_first = ms.start / m_unit;
+    ctx.for_each_task(m_blocks * n_blocks, |t| {
+        let (bm, bn) = (t / n_blocks, t % n_blocks);
+        let m0 = ((p_first + bm * mb) * m_unit).max(ms.start);
+        let m1 = ((p_first + (bm + 1) * mb) * m_unit).min(ms.end);
+        let n0 = ns.start + bn * nb * n_unit;
+        let n1 = (n0 + nb * n_unit).min(ns.end);
+        with_scratch(scratch_len, |scratch| {
+            let job = Task { w, src, m: m0..m1, n: n0..n1, kc, out, clamp, scratch: scratch.as_mut_ptr() };
+            isa.dispatch(job)
+        })
+    });
+}
+
+/// Chooses task sizes `(m units, n units)` per task: tasks fit the cache (`n_max`), and
+/// their count balances over `threads` (makespan in tile-work units, plus a per-task cost).
+fn plan(m_units: usize, n_units: usize, n_max: usize, threads: usize, tile_work: usize) -> (usize, usize) {
+    let n_min_blocks = n_units.div_ceil(n_max);
+    if threads <= 1 {
+        return (m_units, n_units.div_ceil(n_min_blocks));
+    }
+    // Each task costs about 4 µs of overhead (packing, scheduling) ≈ 1e5 multiply-adds.
+    let overhead = 100_000usize;
+    let mut best = (usize::MAX, m_units, n_units.div_ceil(n_min_blocks));
+    let mut nbk = n_min_blocks;
+    loop {
+        let nb = n_units.div_ceil(nbk);
+        let nbk_real = n_units.div_ceil(nb);
+        for mbk in 1..=m_units.min(8 * threads) {
+            let mb = m_units.div_ceil(mbk);
+            let mbk_real = m_units.div_ceil(mb);
+            let tasks = mbk_real * nbk_real;
+            let per_task = mb * nb * tile_work + overhead;
+            let span = tasks.div_ceil(threads) * per_task;
+            if span < best.0 {
+                best = (span, mb, nb);
+            }
+        }
+        if nbk >= n_units || nbk >= n_min_blocks * 8 * threads {
+            break;
+        }
+        nbk = (nbk * 2).min(n_units);
+    }
+    (best.1, best.2)
+}
+
+/// One task: a block of `m` × a block of `n`.
+struct Task<'a, P> {
+    w: &'a PackedWeights,
+    src: &'a P,
+    m: Range<usize>,
+    n: Range<usize>,
+    kc: usize,
+    out: OutView,
+    clamp: (f32, f32),
+    scratch: *mut f32,
+}
+
+impl<P: PackSource> SimdFn for Task<'_, P> {
+    type Output = ();
+    #[inline(always)]
+    fn call<S: Simd>(self) {
+        S::with_tile(self)
+    }
+}
+
+impl<P: PackSource> TileFn for Task<'_, P> {
+    type Output = ();
+    #[inline(always)]
+    fn call<S: Simd, const R: usize, const V: usize>(self) {
+        // SAFETY: `gemm`'s contract: the block is ours to write, the source covers it, and the
+        // scratch holds `kc × nb × n_unit` floats.
+        unsafe {
+            match self.w.orientation {
+                Orientation::WeightsBroadcast => task_wb::<S, R, V, P>(&self),
+                Orientation::ActivationsBroadcast => task_ab::<S, R, V, P>(&self),
+            }
+        }
+    }
+}
+
+/// Weights broadcast: panels of `R` channels × panels of `V·LANES` pixels.
+#[inline(always)]
+unsafe fn task_wb<S: Simd, const R: usize, const V: usize, P: PackSource>(t: &Task<'_, P>) {
+    let l = S::LANES;
+    let nr = V * l;
+    let (m, n, w, out) = (t.m.clone(), t.n.clone(), t.w, t.out);
+    let k = w.k;
+    let n_len = n.len();
+    let n_panels = n_len.div_ceil(nr);
+    let (p0, p1) = (m.start / R, m.end.div_ceil(R));
+    let mut k0 = 0;
+    while k0 < k {
+        let k1 = (k0 + t.kc).min(k);
+        let kl = k1 - k0;
+        for jp in 0..n_panels {
+            t.src.pack::<S>(k0, k1, n.start + jp * nr, n.end, nr, t.scratch.add(jp * kl * nr));
+        }
+        let tail = TileTail { first: k0 == 0, last: k1 == k, lo: t.clamp.0, hi: t.clamp.1 };
+        for p in p0..p1 {
+            let a = w.data.as_ptr().add((p * k + k0) * R);
+            let rows = (m.start.max(p * R) - p * R, m.end.min(p * R + R) - p * R);
+            let bias = w.bias.as_ptr().add(p * R);
+            for jp in 0..n_panels {
+                let b = t.scratch.add(jp * kl * nr) as *const f32;
+                let ncols = nr.min(n_len - jp * nr);
+                let c = out.ptr.wrapping_add(p * R * out.sm + (n.start + jp * nr) * out.sn);
+                let nv = ncols.div_ceil(l);
+                let args = (kl, a, b, nr, c, out.sm, rows, ncols, bias, tail);
+                if nv == V {
+                    tile_wb::<S, R, V>(args);
+                } else if nv == 1 {
+                    tile_wb::<S, R, 1>(args);
+                } else if nv == 2 {
+                    tile_wb::<S, R, 2>(args);
+                } else {
+                    tile_wb::<S, R, 3>(args);
+                }
+            }
+        }
+        k0 = k1;
+    }
+}
+
+#[derive(Clone, Copy)]
+struct TileTail {
+    first: bool,
+    last: bool,
+    lo: f32,
+    hi: f32,
+}
+
+type WbArgs = (usize, *const f32, *const f32, usize, *mut f32, usize, (usize, usize), usize, *const f32, TileTail);
+
+/// One weights-broadcast tile: rows `r` of `C` (channels `p·R + r`, only `rows.0..rows.1`
+/// are written) × `ncols` pixels.
+#[inline(always)]
+unsafe fn tile_wb<S: Simd, const R: usize, const NV: usize>((kl, a, b, bs, c, ldc, rows, ncols, bias, tail): WbArgs) {
+    let l = S::LANES;
+    let mut acc = [[S::zero(); NV]; R];
+    for (r, acc_r) in acc.iter_mut().enumerate() {
+        if tail.first {
+            let bv = S::splat(*bias.add(r));
+            *acc_r = [bv; NV];
+        } else if r >= rows.0 && r < rows.1 {
+            let cr = c.wrapping_add(r * ldc);
+            for (v, a) in acc_r.iter_mut().enumerate() {
+                *a = if (v + 1) * l <= ncols { S::load(cr.add(v * l)) } else { S::load_partial(cr.add(v * l), ncols - v * l) };
+            }
+        }
+    }
+    for kk in 0..kl {
+        let bp = b.add(kk * bs);
+        let mut bv = [S::zero(); NV];
+        for (v, x) in bv.iter_mut().enumerate() {
+            *x = S::load(bp.add(v * l));
+        }
+        let ap = a.add(kk * R);
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let av = S::splat(*ap.add(r));
+            for v in 0..NV {
+                acc_r[v] = S::fma(av, bv[v], acc_r[v]);
+            }
+        }
+    }
+    let (lo, hi) = (S::splat(tail.lo), S::splat(tail.hi));
+    for (r, acc_r) in acc.iter().enumerate() {
+        if r >= rows.0 && r < rows.1 {
+            let cr = c.wrapping_add(r * ldc);
+            for (v, &x) in acc_r.iter().enumerate() {
+                let x = if tail.last { S::clamp(x, lo, hi) } else { x };
+                if (v + 1) * l <= ncols {
+                    S::store(cr.add(v * l), x);
+                } else {
+                    S::store_partial(cr.add(v * l), x, ncols - v * l);
+                }
+            }
+        }
+    }
+}
+
+/// Activations broadcast: panels of `V·LANES` channels × tiles of `R` pixels (or rows).
+#[inline(always)]
+unsafe fn task_ab<S: Simd, const R: usize, const V: usize, P: PackSource>(t: &Task<'_, P>) {
+    let l = S::LANES;
+    let vl = V * l;
+    debug_assert_eq!(vl, t.w.width);
+    let (m, n, w, out) = (t.m.clone(), t.n.clone(), t.w, t.out);
+    let k = w.k;
+    let n_len = n.len();
+    let n_tiles = n_len.div_ceil(R);
+    let (q0, q1) = (m.start / vl, m.end.div_ceil(vl));
+    let mut k0 = 0;
+    while k0 < k {
+        let k1 = (k0 + t.kc).min(k);
+        let kl = k1 - k0;
+        for jt in 0..n_tiles {
+            t.src.pack::<S>(k0, k1, n.start + jt * R, n.end, R, t.scratch.add(jt * kl * R));
+        }
+        let tail = TileTail { first: k0 == 0, last: k1 == k, lo: t.clamp.0, hi: t.clamp.1 };
+        for q in q0..q1 {
+            let wv = w.data.as_ptr().add((q * k + k0) * vl);
+            let lanes = (m.start.max(q * vl) - q * vl, m.end.min(q * vl + vl) - q * vl);
+            let bias = w.bias.as_ptr().add(q * vl);
+            let nv = lanes.1.div_ceil(l);
+            for jt in 0..n_tiles {
+                let a = t.scratch.add(jt * kl * R);
+                let nrows = R.min(n_len - jt * R);
+                let c = out.ptr.wrapping_add(q * vl * out.sm + (n.start + jt * R) * out.sn);
+                let args = AbArgs { kl, a, w: wv, ws: vl, c, sm: out.sm, sn: out.sn, nrows, lanes, bias, tail };
+                macro_rules! rows_dispatch {
+                    ($nv:literal) => {
+                        match nrows {
+                            1 => tile_ab::<S, 1, $nv, R>(&args),
+                            2 if R > 2 => tile_ab::<S, 2, $nv, R>(&args),
+                            4 if R > 4 => tile_ab::<S, 4, $nv, R>(&args),
+                            _ => tile_ab::<S, R, $nv, R>(&args),
+                        }
+                    };
+                }
+                match nv {
+                    1 => rows_dispatch!(1),
+                    2 => rows_dispatch!(2),
+                    3 => rows_dispatch!(3),
+                    _ => match nrows {
+                        1 => tile_ab::<S, 1, V, R>(&args),
+                        _ => tile_ab::<S, R, V, R>(&args),
+                    },
+                }
+            }
+        }
+        k0 = k1;
+    }
+}
+
+struct AbArgs {
+    kl: usize,
+    /// Packed activations, `RP` per k (only the first `RR` used).
+    a: *const f32,
+    /// Weight panel, `ws` per k.
+    w: *const f32,
+    ws: usize,
+    c: *mut f32,
+    sm: usize,
+    sn: usize,
+    nrows: usize,
+    lanes: (usize, usize),
+    bias: *const f32,
+    tail: TileTail,
+}
+
+/// Stores lanes `lo..hi` of `x` to `p[lo..hi]` (`p` is lane 0's address).
+#[inline(always)]
+unsafe fn store_lanes<S: Simd>(p: *mut f32, x: S::V, lo: usize, hi: usize) {
+    if lo == 0 && hi == S::LANES {
+        S::store(p, x);
+    } else if lo == 0 {
+        S::store_partial(p, x, hi);
+    } else if lo < hi {
+        let mut t = [0.0f32; 16];
+        S::store(t.as_mut_ptr(), x);
+        for i in lo..hi {
+            *p.add(i) = t[i];
+        }
+    }
+}
+
+/// One activations-broadcast tile: `RR` pixels (of a panel of `RP`) × `NV` channel vectors.
+#[inline(always)]
+unsafe fn tile_ab<S: Simd, const RR: usize, const NV: usize, const RP: usize>(g: &AbArgs) {
+    let l = S::LANES;
+    let mut acc = [[S::zero(); NV]; RR];
+    for (r, acc_r) in acc.iter_mut().enumerate() {
+        for (v, a) in acc_r.iter_mut().enumerate() {
+            if g.tail.first {
+                *a = S::load(g.bias.add(v * l));
+            } else if r < g.nrows {
+                let mut t = [0.0f32; 16];
+                for (i, x) in t.iter_mut().enumerate().take(l) {
+                    let j = v * l + i;
+                    if j >= g.lanes.0 && j < g.lanes.1 {
+                        *x = *g.c.wrapping_add(j * g.sm + r * g.sn);
+                    }
+                }
+                *a = S::load(t.as_ptr());
+            }
+        }
+    }
+    for kk in 0..g.kl {
+        let wp = g.w.add(kk * g.ws);
+        let mut wv = [S::zero(); NV];
+        for (v, x) in wv.iter_mut().enumerate() {
+            *x = S::load(wp.add(v * l));
+        }
+        let ap = g.a.add(kk * RP);
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let av = S::splat(*ap.add(r));
+            for v in 0..NV {
+                acc_r[v] = S::fma(av, wv[v], acc_r[v]);
+            }
+        }
+    }
+    let (lo, hi) = (S::splat(g.tail.lo), S::splat(g.tail.hi));
+    for (r, acc_r) in acc.iter().enumerate() {
+        if r >= g.nrows {
+            continue;
+        }
+        for (v, &x) in acc_r.iter().enumerate() {
+            let x = if g.tail.last { S::clamp(x, lo, hi) } else { x };
+            let (vlo, vhi) = (g.lanes.0.max(v * l), g.lanes.1.min(v * l + l));
+            if vlo >= vhi {
+                continue;
+            }
+            if g.sm == 1 {
+                store_lanes::<S>(g.c.wrapping_add(v * l + r * g.sn), x, vlo - v * l, vhi - v * l);
+            } else {
+                let mut t = [0.0f32; 16];
+                S::store(t.as_mut_ptr(), x);
+                for j in vlo..vhi {
+                    *g.c.wrapping_add(j * g.sm + r * g.sn) = t[j - v * l];
+                }
+            }
+        }
+    }
+}
