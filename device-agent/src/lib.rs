@@ -7,6 +7,7 @@
 //! per-layer trace ([`exec`]), and the agent protocol ([`protocol`]).
 #![deny(missing_debug_implementations)]
 
+pub mod agent;
 pub mod backend;
 pub mod error;
 pub mod exec;

@@ -10,13 +10,19 @@ use std::path::Path;
 /// A deterministic input for timing (values in the normalised range of real images).
 pub(crate) fn bench_input(shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
-    let data = (0..n).map(|i| (((i * 7919) % 255) as f32 - 127.0) / 128.0).collect();
+    let data = (0..n)
+        .map(|i| (((i * 7919) % 255) as f32 - 127.0) / 128.0)
+        .collect();
     Tensor::from_vec(shape, data).expect("length computed from the shape")
 }
 
 /// Runs `req.warmup` unmeasured and `req.iterations` measured inferences. `progress` is called
 /// after each measured run with (done, total).
-pub fn bench(req: &BenchRequest, data_dir: &Path, mut progress: impl FnMut(usize, usize)) -> Result<BenchReport> {
+pub fn bench(
+    req: &BenchRequest,
+    data_dir: &Path,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<BenchReport> {
     if req.iterations == 0 {
         return Err(Error::Other("iterations must be at least 1".into()));
     }
@@ -58,5 +64,15 @@ pub fn bench(req: &BenchRequest, data_dir: &Path, mut progress: impl FnMut(usize
             }
         })
         .collect();
-    Ok(BenchReport { model: req.model.clone(), mechanism: "cpu".into(), precision: req.precision, threads, warmup: req.warmup, latency, layers, runs_ns, traces })
+    Ok(BenchReport {
+        model: req.model.clone(),
+        mechanism: "cpu".into(),
+        precision: req.precision,
+        threads,
+        warmup: req.warmup,
+        latency,
+        layers,
+        runs_ns,
+        traces,
+    })
 }

@@ -32,22 +32,44 @@ pub(crate) fn top_k(values: &[f32], k: usize) -> Vec<usize> {
 fn image_tensor(model: &LoadedModel, path: &Path) -> Result<Tensor> {
     let img = datasets::load_image(path)?;
     let spec = &model.input;
-    let norm = datasets::Normalization { mean: spec.mean, std: spec.std };
-    let (shape, data) = datasets::preprocess(&img, spec.resize_shorter, spec.shape[2] as u32, &norm);
-    Tensor::from_vec(&shape, data).ok_or_else(|| Error::Other(format!("{}: preprocessing produced a wrong-sized tensor", path.display())))
+    let norm = datasets::Normalization {
+        mean: spec.mean,
+        std: spec.std,
+    };
+    let (shape, data) =
+        datasets::preprocess(&img, spec.resize_shorter, spec.shape[2] as u32, &norm);
+    Tensor::from_vec(&shape, data).ok_or_else(|| {
+        Error::Other(format!(
+            "{}: preprocessing produced a wrong-sized tensor",
+            path.display()
+        ))
+    })
 }
 
 fn run_one(exec: &mut Executor<CpuBackend>, input: Tensor) -> Result<(Vec<f32>, Trace)> {
     let (mut outs, trace) = exec.run(&[input])?;
-    let out = outs.pop().ok_or_else(|| Error::Other("model produced no output".into()))?;
+    let out = outs
+        .pop()
+        .ok_or_else(|| Error::Other("model produced no output".into()))?;
     Ok((probabilities(out.data()), trace))
 }
 
 /// Classifies each image; returns the top `top` classes with names when the class list is cached.
-pub fn classify(model: &str, images: &[String], top: usize, precision: Precision, threads: usize, data_dir: &Path) -> Result<(Vec<Classification>, Vec<Trace>)> {
+pub fn classify(
+    model: &str,
+    images: &[String],
+    top: usize,
+    precision: Precision,
+    threads: usize,
+    data_dir: &Path,
+) -> Result<(Vec<Classification>, Vec<Trace>)> {
     let model = load_model(model, data_dir)?;
     let names = datasets::imagenet_class_names(data_dir).ok();
-    let mut exec = Executor::new(&model.graph, CpuBackend::new(resolve_threads(threads))?, precision)?;
+    let mut exec = Executor::new(
+        &model.graph,
+        CpuBackend::new(resolve_threads(threads))?,
+        precision,
+    )?;
     let mut results = Vec::new();
     let mut traces = Vec::new();
     for path in images {
@@ -55,9 +77,20 @@ pub fn classify(model: &str, images: &[String], top: usize, precision: Precision
         let (probs, trace) = run_one(&mut exec, input)?;
         let top = top_k(&probs, top)
             .into_iter()
-            .map(|i| ClassScore { index: i, name: names.as_ref().and_then(|n| n.get(i).cloned()).unwrap_or_else(|| format!("class {i}")), probability: probs[i] })
+            .map(|i| ClassScore {
+                index: i,
+                name: names
+                    .as_ref()
+                    .and_then(|n| n.get(i).cloned())
+                    .unwrap_or_else(|| format!("class {i}")),
+                probability: probs[i],
+            })
             .collect();
-        results.push(Classification { image: path.clone(), top, latency_ms: (trace.end_ns - trace.start_ns) as f64 / 1e6 });
+        results.push(Classification {
+            image: path.clone(),
+            top,
+            latency_ms: (trace.end_ns - trace.start_ns) as f64 / 1e6,
+        });
         traces.push(trace);
     }
     Ok((results, traces))
@@ -86,22 +119,46 @@ pub struct Evaluation {
 }
 
 /// Scores `model` on the bundled photos (and their deterministic augmentations if `augment`).
-pub fn evaluate(model: &str, precision: Precision, threads: usize, augment: bool, data_dir: &Path) -> Result<Evaluation> {
+pub fn evaluate(
+    model: &str,
+    precision: Precision,
+    threads: usize,
+    augment: bool,
+    data_dir: &Path,
+) -> Result<Evaluation> {
     let loaded = load_model(model, data_dir)?;
     let photos = datasets::bundled_photos(data_dir)?;
-    let mut exec = Executor::new(&loaded.graph, CpuBackend::new(resolve_threads(threads))?, precision)?;
+    let mut exec = Executor::new(
+        &loaded.graph,
+        CpuBackend::new(resolve_threads(threads))?,
+        precision,
+    )?;
     let spec = loaded.input.clone();
-    let norm = datasets::Normalization { mean: spec.mean, std: spec.std };
-    let augs = if augment { datasets::augmentations() } else { Vec::new() };
+    let norm = datasets::Normalization {
+        mean: spec.mean,
+        std: spec.std,
+    };
+    let augs = if augment {
+        datasets::augmentations()
+    } else {
+        Vec::new()
+    };
     let mut results = Vec::new();
     for photo in &photos {
         let img = datasets::load_image(&photo.path)?;
-        let mut inputs = vec![("centre".to_string(), datasets::preprocess(&img, spec.resize_shorter, spec.shape[2] as u32, &norm))];
+        let mut inputs = vec![(
+            "centre".to_string(),
+            datasets::preprocess(&img, spec.resize_shorter, spec.shape[2] as u32, &norm),
+        )];
         for a in &augs {
-            inputs.push((format!("{a:?}"), datasets::preprocess_augmented(&img, a, spec.shape[2] as u32, &norm)));
+            inputs.push((
+                a.to_string(),
+                datasets::preprocess_augmented(&img, a, spec.shape[2] as u32, &norm),
+            ));
         }
         for (variant, (shape, data)) in inputs {
-            let t = Tensor::from_vec(&shape, data).ok_or_else(|| Error::Other(format!("{}: wrong-sized input", photo.name)))?;
+            let t = Tensor::from_vec(&shape, data)
+                .ok_or_else(|| Error::Other(format!("{}: wrong-sized input", photo.name)))?;
             let (probs, _) = run_one(&mut exec, t)?;
             let top5 = top_k(&probs, 5);
             results.push(PhotoResult {

@@ -17,7 +17,9 @@ pub fn agent_info() -> AgentInfo {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: crate::protocol::PROTOCOL_VERSION,
         arch: std::env::consts::ARCH.to_string(),
-        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         cpu_isa: crate::backend::cpu::isa_name().to_string(),
     }
 }
@@ -27,6 +29,8 @@ pub fn resolve_threads(threads: usize) -> usize {
     if threads > 0 {
         threads
     } else {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     }
 }

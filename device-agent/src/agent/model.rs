@@ -19,17 +19,36 @@ pub fn load_model(spec: &str, data_dir: &Path) -> Result<LoadedModel> {
     let path = Path::new(spec);
     let (graph, input) = if spec.ends_with(".onnx") || path.is_file() {
         let g = crate::onnx::import_file(path)?;
-        let shape = g.inputs.first().map(|i| i.shape.clone()).ok_or_else(|| Error::Graph { graph: g.name.clone(), msg: "model has no inputs".into() })?;
-        let shape: [usize; 4] = shape
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::Graph { graph: g.name.clone(), msg: format!("input must be NCHW, got {shape:?}") })?;
-        (g, InputSpec::imagenet(shape))
+        let shape = g
+            .inputs
+            .first()
+            .map(|i| i.shape.clone())
+            .ok_or_else(|| Error::Graph {
+                graph: g.name.clone(),
+                msg: "model has no inputs".into(),
+            })?;
+        let shape: [usize; 4] = shape.as_slice().try_into().map_err(|_| Error::Graph {
+            graph: g.name.clone(),
+            msg: format!("input must be NCHW, got {shape:?}"),
+        })?;
+        (
+            g,
+            InputSpec {
+                shape,
+                resize_shorter: 256,
+                mean: [123.675, 116.28, 103.53],
+                std: [58.395, 57.12, 57.375],
+            },
+        )
     } else {
         let e = zoo::entry(spec)?;
         (zoo::build(spec, data_dir)?, e.input)
     };
-    Ok(LoadedModel { name: spec.to_string(), graph: graph.optimized()?, input })
+    Ok(LoadedModel {
+        name: spec.to_string(),
+        graph: graph.optimized()?,
+        input,
+    })
 }
 
 /// Describes every zoo model (builds each to count parameters and MACs).

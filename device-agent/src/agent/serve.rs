@@ -8,18 +8,28 @@ pub fn handle(request: &Request, data_dir: &Path) -> Response {
     let result = match request {
         Request::Hello => Ok(Response::Hello(super::agent_info())),
         Request::Models => super::model_infos(data_dir).map(|models| Response::Models { models }),
-        Request::Classify(c) => super::classify(&c.model, &c.images, c.top, c.precision, c.threads, data_dir).map(|(results, _)| Response::Classified { results }),
+        Request::Classify(c) => {
+            super::classify(&c.model, &c.images, c.top, c.precision, c.threads, data_dir)
+                .map(|(results, _)| Response::Classified { results })
+        }
         Request::Bench(b) => super::bench(b, data_dir, |_, _| {}).map(Response::Bench),
         Request::Shutdown => Ok(Response::Bye),
     };
-    result.unwrap_or_else(|e| Response::Error { message: e.to_string() })
+    result.unwrap_or_else(|e| Response::Error {
+        message: e.to_string(),
+    })
 }
 
 /// Parses one request line; a bad line gives the error response to send (with id 0 when the
 /// id itself could not be read).
 pub fn parse_line(line: &str, line_no: usize) -> Result<RequestEnvelope, ResponseEnvelope> {
-    let fail = |id: u64, message: String| ResponseEnvelope { v: PROTOCOL_VERSION, id, response: Response::Error { message } };
-    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| fail(0, format!("line {line_no}: not JSON: {e}")))?;
+    let fail = |id: u64, message: String| ResponseEnvelope {
+        v: PROTOCOL_VERSION,
+        id,
+        response: Response::Error { message },
+    };
+    let value: serde_json::Value = serde_json::from_str(line)
+        .map_err(|e| fail(0, format!("line {line_no}: not JSON: {e}")))?;
     let id = value.get("id").and_then(|v| v.as_u64()).unwrap_or(0);
     match value.get("v").and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
@@ -30,7 +40,11 @@ pub fn parse_line(line: &str, line_no: usize) -> Result<RequestEnvelope, Respons
 }
 
 /// Serves requests until `shutdown` or end of input. Returns the number of requests answered.
-pub fn serve(input: impl BufRead, mut output: impl Write, data_dir: &Path) -> std::io::Result<usize> {
+pub fn serve(
+    input: impl BufRead,
+    mut output: impl Write,
+    data_dir: &Path,
+) -> std::io::Result<usize> {
     let mut answered = 0;
     for (i, line) in input.lines().enumerate() {
         let line = line?;
@@ -40,7 +54,14 @@ pub fn serve(input: impl BufRead, mut output: impl Write, data_dir: &Path) -> st
         let (reply, stop) = match parse_line(&line, i + 1) {
             Ok(req) => {
                 let stop = matches!(req.request, Request::Shutdown);
-                (ResponseEnvelope { v: PROTOCOL_VERSION, id: req.id, response: handle(&req.request, data_dir) }, stop)
+                (
+                    ResponseEnvelope {
+                        v: PROTOCOL_VERSION,
+                        id: req.id,
+                        response: handle(&req.request, data_dir),
+                    },
+                    stop,
+                )
             }
             Err(reply) => (reply, false),
         };
@@ -62,7 +83,11 @@ mod tests {
     fn run(input: &str) -> Vec<ResponseEnvelope> {
         let mut out = Vec::new();
         serve(input.as_bytes(), &mut out, Path::new("/nonexistent")).expect("in-memory io");
-        String::from_utf8(out).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("valid response")).collect()
+        String::from_utf8(out)
+            .expect("utf8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("valid response"))
+            .collect()
     }
 
     #[test]
@@ -92,6 +117,8 @@ mod tests {
     #[test]
     fn unknown_model_is_an_error_response() {
         let r = run("{\"v\":1,\"id\":1,\"cmd\":\"bench\",\"model\":\"no-such-net\"}\n");
-        assert!(matches!(&r[0].response, Response::Error { message } if message.contains("no-such-net")));
+        assert!(
+            matches!(&r[0].response, Response::Error { message } if message.contains("no-such-net"))
+        );
     }
 }

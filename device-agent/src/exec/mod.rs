@@ -68,10 +68,29 @@ impl<B: Backend> Executor<B> {
         let mut free: Vec<usize> = Vec::new();
         let mut steps = Vec::with_capacity(graph.nodes.len());
         for (i, n) in graph.nodes.iter().enumerate() {
-            let shape = shapes.get(&n.output).ok_or_else(|| Error::node(&n.name, "output shape unknown"))?.clone();
-            let ins: Vec<&[usize]> = n.inputs.iter().map(|v| shapes.get(v).map(Vec::as_slice).ok_or_else(|| Error::node(&n.name, format!("reads unknown value '{v}'")))).collect::<Result<_>>()?;
+            let shape = shapes
+                .get(&n.output)
+                .ok_or_else(|| Error::node(&n.name, "output shape unknown"))?
+                .clone();
+            let ins: Vec<&[usize]> =
+                n.inputs
+                    .iter()
+                    .map(|v| {
+                        shapes.get(v).map(Vec::as_slice).ok_or_else(|| {
+                            Error::node(&n.name, format!("reads unknown value '{v}'"))
+                        })
+                    })
+                    .collect::<Result<_>>()?;
             let prepared = backend.prepare(n, &ins, &shape, precision)?;
-            let inputs = n.inputs.iter().map(|v| where_.get(v.as_str()).copied().ok_or_else(|| Error::node(&n.name, format!("reads '{v}' before it is produced")))).collect::<Result<Vec<_>>>()?;
+            let inputs = n
+                .inputs
+                .iter()
+                .map(|v| {
+                    where_.get(v.as_str()).copied().ok_or_else(|| {
+                        Error::node(&n.name, format!("reads '{v}' before it is produced"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
             // A dead buffer of the same size, else a new one.
             let len: usize = shape.iter().product();
             let slot = match free.iter().position(|&s| slots[s].len() == len) {
@@ -84,7 +103,9 @@ impl<B: Backend> Executor<B> {
             where_.insert(n.output.as_str(), Source::Slot(slot));
             // Buffers whose value this step read for the last time become free after it.
             for v in &n.inputs {
-                if let (Some(&Source::Slot(s)), Some(&lu)) = (where_.get(v.as_str()), last_use.get(v.as_str())) {
+                if let (Some(&Source::Slot(s)), Some(&lu)) =
+                    (where_.get(v.as_str()), last_use.get(v.as_str()))
+                {
                     if lu == i && !free.contains(&s) {
                         free.push(s);
                     }
@@ -94,14 +115,34 @@ impl<B: Backend> Executor<B> {
             if !last_use.contains_key(n.output.as_str()) {
                 free.push(slot);
             }
-            steps.push(Step { node: n.name.clone(), kind: n.op.kind(), prepared, inputs, slot, shape });
+            steps.push(Step {
+                node: n.name.clone(),
+                kind: n.op.kind(),
+                prepared,
+                inputs,
+                slot,
+                shape,
+            });
         }
-        let outputs = graph.outputs.iter().map(|o| where_.get(o.as_str()).copied().ok_or_else(|| Error::Graph { graph: graph.name.clone(), msg: format!("output '{o}' is not produced") })).collect::<Result<Vec<_>>>()?;
+        let outputs = graph
+            .outputs
+            .iter()
+            .map(|o| {
+                where_.get(o.as_str()).copied().ok_or_else(|| Error::Graph {
+                    graph: graph.name.clone(),
+                    msg: format!("output '{o}' is not produced"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Executor {
             backend,
             precision,
             graph: graph.name.clone(),
-            inputs: graph.inputs.iter().map(|v| (v.name.clone(), v.shape.clone())).collect(),
+            inputs: graph
+                .inputs
+                .iter()
+                .map(|v| (v.name.clone(), v.shape.clone()))
+                .collect(),
             steps,
             slots,
             outputs,
@@ -137,17 +178,40 @@ impl<B: Backend> Executor<B> {
     /// slices `plan(i, shape)` returns, one after the other, each recorded as its own span.
     /// The slices must be disjoint and cover the output (checked); non-sliceable layers
     /// accept only the whole output.
-    pub fn run_sliced(&mut self, inputs: &[Tensor], plan: impl Fn(usize, &[usize]) -> Vec<Slice> + Sync) -> Result<(Vec<Tensor>, Trace)> {
+    pub fn run_sliced(
+        &mut self,
+        inputs: &[Tensor],
+        plan: impl Fn(usize, &[usize]) -> Vec<Slice> + Sync,
+    ) -> Result<(Vec<Tensor>, Trace)> {
         self.check_inputs(inputs)?;
-        let Executor { backend, precision, steps, slots, outputs, .. } = self;
+        let Executor {
+            backend,
+            precision,
+            steps,
+            slots,
+            outputs,
+            ..
+        } = self;
         let (backend, precision) = (&*backend, *precision);
         let trace = backend.install(|| -> Result<Trace> {
-            let mut trace = Trace { start_ns: monotonic_ns(), end_ns: 0, layers: Vec::with_capacity(steps.len()) };
+            let mut trace = Trace {
+                start_ns: monotonic_ns(),
+                end_ns: 0,
+                layers: Vec::with_capacity(steps.len()),
+            };
             for (i, step) in steps.iter().enumerate() {
                 let slices = plan(i, &step.shape);
                 check_cover(&step.node, &step.shape, &slices)?;
                 // Take the output buffer out so that inputs can be borrowed from the others.
-                let mut out = std::mem::replace(&mut slots[step.slot], Tensor::zeros(&[0]));
+                // A reused buffer may hold a value of another shape with the same element count.
+                let out = std::mem::replace(&mut slots[step.slot], Tensor::zeros(&[0]));
+                let mut out = if out.shape() == step.shape.as_slice() {
+                    out
+                } else {
+                    out.reshaped(&step.shape).ok_or_else(|| {
+                        Error::node(&step.node, "reused buffer has the wrong size")
+                    })?
+                };
                 let result = (|| {
                     let ins: Vec<&Tensor> = step
                         .inputs
@@ -162,7 +226,15 @@ impl<B: Backend> Executor<B> {
                         let start_ns = monotonic_ns();
                         backend.run(&step.prepared, &ins, &shared, &slice)?;
                         let end_ns = monotonic_ns();
-                        trace.layers.push(LayerSpan { node: step.node.clone(), kind: step.kind.to_string(), processor: backend.processor(), precision, slice, start_ns, end_ns });
+                        trace.layers.push(LayerSpan {
+                            node: step.node.clone(),
+                            kind: step.kind.to_string(),
+                            processor: backend.processor(),
+                            precision,
+                            slice,
+                            start_ns,
+                            end_ns,
+                        });
                     }
                     Ok::<(), Error>(())
                 })();
@@ -184,11 +256,22 @@ impl<B: Backend> Executor<B> {
 
     fn check_inputs(&self, inputs: &[Tensor]) -> Result<()> {
         if inputs.len() != self.inputs.len() {
-            return Err(Error::Graph { graph: self.graph.clone(), msg: format!("expects {} input(s), got {}", self.inputs.len(), inputs.len()) });
+            return Err(Error::Graph {
+                graph: self.graph.clone(),
+                msg: format!(
+                    "expects {} input(s), got {}",
+                    self.inputs.len(),
+                    inputs.len()
+                ),
+            });
         }
         for ((name, shape), t) in self.inputs.iter().zip(inputs) {
             if t.shape() != shape.as_slice() {
-                return Err(Error::InputShape { name: name.clone(), expected: shape.clone(), got: t.shape().to_vec() });
+                return Err(Error::InputShape {
+                    name: name.clone(),
+                    expected: shape.clone(),
+                    got: t.shape().to_vec(),
+                });
             }
         }
         Ok(())
@@ -206,12 +289,18 @@ pub fn check_cover(node: &str, shape: &[usize], slices: &[Slice]) -> Result<()> 
     let mut seen = vec![false; c * h];
     for s in slices {
         if s.channels.end > c || s.rows.end > h {
-            return Err(Error::node(node, format!("slice {s:?} outside output {shape:?}")));
+            return Err(Error::node(
+                node,
+                format!("slice {s:?} outside output {shape:?}"),
+            ));
         }
         for ch in s.channels.clone() {
             for r in s.rows.clone() {
                 if std::mem::replace(&mut seen[ch * h + r], true) {
-                    return Err(Error::node(node, format!("slices overlap at channel {ch}, row {r}")));
+                    return Err(Error::node(
+                        node,
+                        format!("slices overlap at channel {ch}, row {r}"),
+                    ));
                 }
             }
         }

@@ -1,4 +1,299 @@
-//! `ulayer-agent`: the on-device μLayer agent (CLI and JSON-lines protocol server).
+//! `ulayer-agent`: the on-device μLayer agent. Subcommands for people (models, classify,
+//! bench, eval, export) and `serve`, the JSON-lines protocol the host controller speaks
+//! (see the `ulayer::protocol` module).
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use ulayer::backend::Precision;
+use ulayer::protocol::BenchRequest;
+
+/// The μLayer on-device agent: runs neural networks layer by layer on the CPU (and, as
+/// later issues land, the GPU), with per-layer CLOCK_MONOTONIC traces.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Folder of the fetched data (weights, photos, class names). Default: $ULAB_DATA_DIR,
+    /// else `.cache/datasets` at the repository root.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List the model zoo: name, parameters, multiply-accumulates, real or seeded weights.
+    Models {
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Classify images and print the top classes.
+    Classify {
+        /// A zoo name (see `models`) or a path to an .onnx file.
+        #[arg(long)]
+        model: String,
+        /// Image files (PNG or JPEG); repeat or list several.
+        #[arg(long, required = true, num_args = 1..)]
+        image: Vec<String>,
+        /// Classes to show per image.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        #[arg(long, value_enum, default_value_t = Precision::F32)]
+        precision: Precision,
+        /// CPU threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Print the per-layer trace of each inference too.
+        #[arg(long)]
+        trace: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time inference: latency p50/p90/p99/mean/std over measured runs, and per-layer times.
+    Bench {
+        /// A zoo name (see `models`) or a path to an .onnx file.
+        #[arg(long)]
+        model: String,
+        #[arg(long, default_value_t = 50)]
+        iterations: usize,
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        #[arg(long, value_enum, default_value_t = Precision::F32)]
+        precision: Precision,
+        /// CPU threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Top-1/top-5 accuracy on the bundled labeled photos.
+    Eval {
+        #[arg(long, default_value = "efficientnet-lite0")]
+        model: String,
+        #[arg(long, value_enum, default_value_t = Precision::F32)]
+        precision: Precision,
+        /// Also score the deterministic crops and flips of every photo.
+        #[arg(long)]
+        augment: bool,
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a model as ONNX (opset 13), so peers run exactly the same network.
+    Export {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Serve the JSON-lines agent protocol on stdin/stdout (used by `ulab`).
+    Serve,
+}
+
 fn main() {
-    println!("ulayer-agent {}", env!("CARGO_PKG_VERSION"));
+    // Behave like a Unix filter when stdout closes early (`ulayer-agent bench | head`):
+    // die quietly from SIGPIPE instead of panicking on a failed print.
+    // SAFETY: setting a signal disposition to its default before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ULAYER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let data_dir = cli.data_dir.unwrap_or_else(datasets::default_cache_dir);
+    match cli.cmd {
+        Cmd::Models { json } => {
+            let models = ulayer::agent::model_infos(&data_dir)?;
+            if json {
+                return print_json(&models);
+            }
+            println!(
+                "{:<20} {:>12} {:>10}  {:<8} description",
+                "model", "parameters", "GMACs", "weights"
+            );
+            for m in models {
+                println!(
+                    "{:<20} {:>12} {:>10.3}  {:<8} {}",
+                    m.name,
+                    m.parameters,
+                    m.macs as f64 / 1e9,
+                    format!("{:?}", m.weights).to_lowercase(),
+                    m.description
+                );
+            }
+        }
+        Cmd::Classify {
+            model,
+            image,
+            top,
+            precision,
+            threads,
+            trace,
+            json,
+        } => {
+            let (results, traces) =
+                ulayer::agent::classify(&model, &image, top, precision, threads, &data_dir)?;
+            if json {
+                return print_json(&results);
+            }
+            for (r, t) in results.iter().zip(&traces) {
+                println!("{}  ({:.2} ms)", r.image, r.latency_ms);
+                for s in &r.top {
+                    println!(
+                        "  {:>5.1}%  {:>4}  {}",
+                        s.probability * 100.0,
+                        s.index,
+                        s.name
+                    );
+                }
+                if trace {
+                    print_trace(t);
+                }
+            }
+        }
+        Cmd::Bench {
+            model,
+            iterations,
+            warmup,
+            precision,
+            threads,
+            json,
+        } => {
+            let req = BenchRequest {
+                model,
+                iterations,
+                warmup,
+                precision,
+                threads,
+                traces: false,
+            };
+            let show = !json && std::io::stderr().is_terminal();
+            let report = ulayer::agent::bench(&req, &data_dir, |done, total| {
+                if show {
+                    eprint!("\r{done}/{total} runs");
+                }
+            })?;
+            if show {
+                eprintln!();
+            }
+            if json {
+                return print_json(&report);
+            }
+            let l = &report.latency;
+            println!(
+                "{} · {} · {} · {} threads · {} runs after {} warm-up",
+                report.model,
+                report.mechanism,
+                report.precision,
+                report.threads,
+                l.runs,
+                report.warmup
+            );
+            println!(
+                "latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  mean {:.3}  std {:.3}",
+                l.p50_ms, l.p90_ms, l.p99_ms, l.mean_ms, l.std_ms
+            );
+            println!(
+                "{:<40} {:<18} {:>10} {:>9} {:>9}",
+                "layer", "kind", "MMACs", "p50 ms", "share"
+            );
+            let total: f64 = report
+                .layers
+                .iter()
+                .map(|x| x.p50_ms)
+                .sum::<f64>()
+                .max(1e-12);
+            for x in &report.layers {
+                println!(
+                    "{:<40} {:<18} {:>10.2} {:>9.3} {:>8.1}%",
+                    x.node,
+                    x.kind,
+                    x.macs as f64 / 1e6,
+                    x.p50_ms,
+                    100.0 * x.p50_ms / total
+                );
+            }
+        }
+        Cmd::Eval {
+            model,
+            precision,
+            augment,
+            threads,
+            json,
+        } => {
+            let ev = ulayer::agent::evaluate(&model, precision, threads, augment, &data_dir)?;
+            if json {
+                return print_json(&ev);
+            }
+            for r in &ev.results {
+                println!(
+                    "{:<22} {:<28} top-5 {:?}  accepted {:?}  {}",
+                    r.photo,
+                    r.variant,
+                    r.top5,
+                    r.accepted,
+                    if r.top1_correct {
+                        "top-1 ✓"
+                    } else if r.top5_correct {
+                        "top-5 ✓"
+                    } else {
+                        "✗"
+                    }
+                );
+            }
+            println!(
+                "{} {}: top-1 {}/{} ({:.1}%), top-5 {}/{} ({:.1}%)",
+                ev.model,
+                ev.precision,
+                ev.top1,
+                ev.images,
+                100.0 * ev.top1 as f64 / ev.images as f64,
+                ev.top5,
+                ev.images,
+                100.0 * ev.top5 as f64 / ev.images as f64
+            );
+        }
+        Cmd::Export { model, out } => {
+            let m = ulayer::agent::load_model(&model, &data_dir)?;
+            ulayer::onnx::export_file(&m.graph, &out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("wrote {} ({} nodes)", out.display(), m.graph.nodes.len());
+        }
+        Cmd::Serve => {
+            let stdin = std::io::stdin();
+            ulayer::agent::serve::serve(stdin.lock(), std::io::stdout().lock(), &data_dir)
+                .context("serving the agent protocol on stdio")?;
+        }
+    }
+    Ok(())
+}
+
+fn print_trace(t: &ulayer::exec::trace::Trace) {
+    for s in &t.layers {
+        println!(
+            "    {:<40} {:<18} {:?} {} {:>9.3} ms",
+            s.node,
+            s.kind,
+            s.processor,
+            s.precision,
+            s.duration_ns() as f64 / 1e6
+        );
+    }
 }
