@@ -7,7 +7,7 @@
 //! [`WeightsOrigin::Seeded`] and the description says it). Seeded weights are uniform with
 //! He/Kaiming variance (`2 / fan_in`; `1 / fan_in` for the final classifier), so that
 //! activations keep their magnitude through deep stacks; each layer draws from a SplitMix64
-//! stream seeded by the model seed and the layer's name (see [`builder`]), so builds are
+//! stream seeded by the model seed and the layer's name (see `builder.rs`), so builds are
 //! bit-identical everywhere.
 //!
 //! Every graph has one input `"input"` of shape `[1, 3, 224, 224]` (NCHW, RGB, normalised as
