@@ -25,16 +25,35 @@ pub const COARSE_REF_A: f64 = 2.88;
 /// Reference current of the fine range in amps.
 pub const FINE_REF_A: f64 = 0.0332;
 
-/// Rolling mean of the last [`ROLLING_DEPTH`] readings.
+/// A calibration reading further than this from the rolling mean (in raw
+/// LSBs) is an outlier: real zero/reference readings move by a few LSBs,
+/// while a corrupted byte that slipped past the 8-bit checksum moves a word
+/// by hundreds.
+pub const OUTLIER_LSB: i32 = 64;
+
+/// Rolling mean of the last [`ROLLING_DEPTH`] readings, ignoring isolated
+/// outliers (three in a row are taken as a real change and restart it).
 #[derive(Debug, Clone, Copy, Default)]
 struct Rolling {
     vals: [i32; ROLLING_DEPTH],
     n: usize,
     next: usize,
+    outliers: u8,
 }
 
 impl Rolling {
     fn push(&mut self, v: i32) {
+        if let Some(m) = self.mean() {
+            if self.n >= 2 && (f64::from(v) - m).abs() > f64::from(OUTLIER_LSB) {
+                self.outliers += 1;
+                if self.outliers < 3 {
+                    return;
+                }
+                self.n = 0;
+                self.next = 0;
+            }
+        }
+        self.outliers = 0;
         self.vals[self.next] = v;
         self.next = (self.next + 1) % ROLLING_DEPTH;
         self.n = (self.n + 1).min(ROLLING_DEPTH);

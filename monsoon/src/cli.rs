@@ -25,7 +25,9 @@ use anyhow::{bail, Context};
 use crate::driver::{find_monitors, CurrentLimitKind, Monitor};
 use crate::protocol::UsbPassthrough;
 use crate::stream::{DecodeStats, DecoderOptions, StreamDecoder, StreamEvent};
-use crate::trace::{create_sink, is_csv, read_csv, SampleSink, TraceMeta, TraceReader, TraceSummary};
+use crate::trace::{
+    create_sink, is_csv, read_csv, SampleSink, TraceMeta, TraceReader, TraceSummary,
+};
 use crate::{Error, Result, SAMPLE_RATE_HZ};
 
 /// `monsoon` arguments: the port and a subcommand.
@@ -161,13 +163,18 @@ pub fn run(args: MonsoonArgs) -> anyhow::Result<()> {
                 }
                 None => record(&mut m, seconds, sink.as_mut()),
             };
-            let summary = sink.finish().with_context(|| format!("finish {}", out.display()))?;
+            let summary = sink
+                .finish()
+                .with_context(|| format!("finish {}", out.display()))?;
             println!("{}: {summary}", out.display());
             let stats = outcome?;
             if stats.lost_samples > 0 || stats.frames.garbage_bytes > 0 {
                 println!(
                     "transport: {} samples lost in {} gaps, {} garbage bytes skipped in {} resyncs",
-                    stats.lost_samples, stats.gaps, stats.frames.garbage_bytes, stats.frames.resyncs
+                    stats.lost_samples,
+                    stats.gaps,
+                    stats.frames.garbage_bytes,
+                    stats.frames.resyncs
                 );
             }
         }
@@ -204,7 +211,9 @@ pub fn run(args: MonsoonArgs) -> anyhow::Result<()> {
                         "no index (recording did not finish): {} of {} bytes readable{}",
                         rec.valid_bytes,
                         rec.file_bytes,
-                        rec.stopped.as_ref().map_or(String::new(), |s| format!("; stopped at: {s}"))
+                        rec.stopped
+                            .as_ref()
+                            .map_or(String::new(), |s| format!("; stopped at: {s}"))
                     );
                 }
                 println!("{}", r.summary()?);
@@ -223,7 +232,9 @@ pub fn open(port: Option<PathBuf>) -> anyhow::Result<Monitor> {
             let found = find_monitors();
             match found.as_slice() {
                 [one] => one.clone(),
-                [] => bail!("no Monsoon monitor found (USB ids 04D8:FE23, 2AB9:0001); pass --port PATH"),
+                [] => bail!(
+                    "no Monsoon monitor found (USB ids 04D8:FE23, 2AB9:0001); pass --port PATH"
+                ),
                 many => bail!("several Monsoon monitors found ({many:?}); pass --port PATH"),
             }
         }
@@ -262,7 +273,9 @@ pub fn record(mon: &mut Monitor, seconds: f64, sink: &mut dyn SampleSink) -> Res
             Ok(ev) => sink.write_event(&ev)?,
             Err(RecvTimeoutError::Timeout) => {
                 if last_data.elapsed() > Duration::from_secs(10) {
-                    result = Err(Error::Disconnected("no data from the monitor for 10 s".into()));
+                    result = Err(Error::Disconnected(
+                        "no data from the monitor for 10 s".into(),
+                    ));
                     break;
                 }
             }
@@ -292,8 +305,13 @@ pub fn record(mon: &mut Monitor, seconds: f64, sink: &mut dyn SampleSink) -> Res
 }
 
 /// Decode a captured raw byte stream into `sink`.
-pub fn decode_file(raw: &Path, hardware_revision: u8, sink: &mut dyn SampleSink) -> Result<DecodeStats> {
-    let mut f = std::fs::File::open(raw).map_err(|e| Error::io(format!("open {}", raw.display()), e))?;
+pub fn decode_file(
+    raw: &Path,
+    hardware_revision: u8,
+    sink: &mut dyn SampleSink,
+) -> Result<DecodeStats> {
+    let mut f =
+        std::fs::File::open(raw).map_err(|e| Error::io(format!("open {}", raw.display()), e))?;
     let mut dec = StreamDecoder::new(DecoderOptions {
         hardware_revision,
         ..DecoderOptions::default()
@@ -301,7 +319,9 @@ pub fn decode_file(raw: &Path, hardware_revision: u8, sink: &mut dyn SampleSink)
     let mut buf = vec![0u8; 1 << 16];
     let mut events = Vec::new();
     loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(format!("read {}", raw.display()), e))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| Error::io(format!("read {}", raw.display()), e))?;
         if n == 0 {
             break;
         }
@@ -321,7 +341,10 @@ pub fn decode_file(raw: &Path, hardware_revision: u8, sink: &mut dyn SampleSink)
         });
     }
     if tail > 0 {
-        tracing::warn!("{}: last {tail} bytes (from byte offset {tail_at}) are an incomplete frame", raw.display());
+        tracing::warn!(
+            "{}: last {tail} bytes (from byte offset {tail_at}) are an incomplete frame",
+            raw.display()
+        );
     }
     Ok(stats)
 }

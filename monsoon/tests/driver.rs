@@ -45,8 +45,15 @@ fn settings_are_confirmed_through_status() {
     assert_eq!(m.set_voltage(3.7).unwrap().output_voltage_setting, 170);
     assert_eq!(m.set_voltage(0.0).unwrap().output_voltage_setting, 0);
 
-    for mode in [UsbPassthrough::Off, UsbPassthrough::On, UsbPassthrough::Auto] {
-        assert_eq!(m.set_usb_passthrough(mode).unwrap().usb_passthrough(), Some(mode));
+    for mode in [
+        UsbPassthrough::Off,
+        UsbPassthrough::On,
+        UsbPassthrough::Auto,
+    ] {
+        assert_eq!(
+            m.set_usb_passthrough(mode).unwrap().usb_passthrough(),
+            Some(mode)
+        );
     }
 
     let s = m.set_current_limit(CurrentLimitKind::Runtime, 3.0).unwrap();
@@ -54,21 +61,37 @@ fn settings_are_confirmed_through_status() {
     assert!((s.runtime_current_limit_a() - 3.0).abs() < 0.01);
     let s = m.set_current_limit(CurrentLimitKind::PowerUp, 6.5).unwrap();
     assert!((s.power_up_current_limit_a() - 6.5).abs() < 0.01);
-    assert_eq!(s.runtime_current_limit, 1023 - 383, "the other limit is untouched");
+    assert_eq!(
+        s.runtime_current_limit,
+        1023 - 383,
+        "the other limit is untouched"
+    );
 
     // Out-of-range arguments are refused before anything is sent.
     assert!(matches!(m.set_voltage(5.0), Err(Error::InvalidArgument(_))));
-    assert!(matches!(m.set_current_limit(CurrentLimitKind::Runtime, 9.0), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        m.set_current_limit(CurrentLimitKind::Runtime, 9.0),
+        Err(Error::InvalidArgument(_))
+    ));
 
     // A USB passthrough scope restores the mode found, also on early return.
     m.set_usb_passthrough(UsbPassthrough::On).unwrap();
     {
         let mut g = m.usb_passthrough_scope(UsbPassthrough::Off).unwrap();
-        assert_eq!(g.status().unwrap().usb_passthrough(), Some(UsbPassthrough::Off));
+        assert_eq!(
+            g.status().unwrap().usb_passthrough(),
+            Some(UsbPassthrough::Off)
+        );
     }
-    assert_eq!(m.status().unwrap().usb_passthrough(), Some(UsbPassthrough::On));
+    assert_eq!(
+        m.status().unwrap().usb_passthrough(),
+        Some(UsbPassthrough::On)
+    );
     let g = m.usb_passthrough_scope(UsbPassthrough::Off).unwrap();
-    assert_eq!(g.finish().unwrap().usb_passthrough(), Some(UsbPassthrough::On));
+    assert_eq!(
+        g.finish().unwrap().usb_passthrough(),
+        Some(UsbPassthrough::On)
+    );
 }
 
 #[test]
@@ -101,8 +124,14 @@ fn a_second_owner_is_told_who_holds_the_monitor() {
     let m = rig.open();
     let err = Monitor::open_with(rig.sim.as_ref().unwrap().path(), rig.opts()).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, Error::Busy { pid: Some(p), .. } if p == std::process::id()), "{msg}");
-    assert!(msg.contains(&format!("held by pid {}", std::process::id())), "{msg}");
+    assert!(
+        matches!(err, Error::Busy { pid: Some(p), .. } if p == std::process::id()),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("held by pid {}", std::process::id())),
+        "{msg}"
+    );
     drop(m);
     // Released on drop: the next owner gets it (and the pty is reusable).
     let mut again = rig.open();

@@ -24,7 +24,8 @@ fn sixty_seconds_no_faults_300k_samples_zero_lost_exact_timestamps() {
     // Status can be read while sampling; it arrives in the stream too.
     let s = m.status().unwrap();
     assert_eq!(s.output_voltage_setting, 220);
-    c.samples.extend(collect_until(&stream, 300_000, Duration::from_secs(90)).samples);
+    c.samples
+        .extend(collect_until(&stream, 300_000, Duration::from_secs(90)).samples);
     let wall = t0.elapsed();
     m.stop().unwrap();
     for ev in stream {
@@ -35,13 +36,33 @@ fn sixty_seconds_no_faults_300k_samples_zero_lost_exact_timestamps() {
 
     let n = 300_000;
     let got: Vec<_> = c.samples.iter().take_while(|s| s.index < n).collect();
-    assert_eq!(got.len() as u64, n, "samples in the first 60 s of the sample clock");
-    assert!(got.iter().enumerate().all(|(i, s)| s.index == i as u64), "indices 0..300000 in order");
-    assert!(!c.events.iter().any(|e| matches!(e, StreamEvent::Gap(_) | StreamEvent::Error(_))));
-    assert_eq!((stats.lost_packets, stats.lost_samples, stats.frames.garbage_bytes), (0, 0, 0));
+    assert_eq!(
+        got.len() as u64,
+        n,
+        "samples in the first 60 s of the sample clock"
+    );
+    assert!(
+        got.iter().enumerate().all(|(i, s)| s.index == i as u64),
+        "indices 0..300000 in order"
+    );
+    assert!(!c
+        .events
+        .iter()
+        .any(|e| matches!(e, StreamEvent::Gap(_) | StreamEvent::Error(_))));
+    assert_eq!(
+        (
+            stats.lost_packets,
+            stats.lost_samples,
+            stats.frames.garbage_bytes
+        ),
+        (0, 0, 0)
+    );
     assert_eq!(stats.uncalibrated_samples, 0);
     // Paced by the simulated 5 kHz crystal, not by host reads.
-    assert!(wall >= Duration::from_millis(59_900), "300k samples in {wall:?}");
+    assert!(
+        wall >= Duration::from_millis(59_900),
+        "300k samples in {wall:?}"
+    );
     assert!(wall < Duration::from_secs(75), "300k samples in {wall:?}");
     // Timestamps are exact: sample i carries the device's power at its
     // true time t_start + i × 200 µs (so a one-sample shift anywhere would
@@ -53,7 +74,12 @@ fn sixty_seconds_no_faults_300k_samples_zero_lost_exact_timestamps() {
     for (s, r) in got.iter().zip(&recs) {
         assert_eq!(s.index, r.index);
         assert_eq!(r.fate, Fate::Sent);
-        assert_eq!(r.t_ns - t_first, s.index as i64 * 200_000, "ground-truth time of sample {}", s.index);
+        assert_eq!(
+            r.t_ns - t_first,
+            s.index as i64 * 200_000,
+            "ground-truth time of sample {}",
+            s.index
+        );
         assert_eq!(s.time_ns(), s.index * 200_000);
         let err = (s.main_power_w() - f64::from(r.power_w)).abs();
         worst = worst.max(err);
@@ -64,7 +90,12 @@ fn sixty_seconds_no_faults_300k_samples_zero_lost_exact_timestamps() {
 }
 
 /// Spin `threads` threads named `name` while `on` holds.
-fn load(name: &str, threads: usize, on: Arc<AtomicBool>, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+fn load(
+    name: &str,
+    threads: usize,
+    on: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
     (0..threads)
         .map(|i| {
             let (on, stop) = (on.clone(), stop.clone());
@@ -104,7 +135,13 @@ fn energy_matches_ground_truth_within_half_a_percent() {
         let mut g = m.usb_passthrough_scope(UsbPassthrough::Off).unwrap();
         stream = g.start().unwrap();
         // Idle, CPU burst, GPU burst, both, idle.
-        for (cpu, gpu, ms) in [(false, false, 1500), (true, false, 1500), (false, true, 1500), (true, true, 1500), (false, false, 1000)] {
+        for (cpu, gpu, ms) in [
+            (false, false, 1500),
+            (true, false, 1500),
+            (false, true, 1500),
+            (true, true, 1500),
+            (false, false, 1000),
+        ] {
             cpu_on.store(cpu, Ordering::Relaxed);
             gpu_on.store(gpu, Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(ms));
@@ -128,8 +165,15 @@ fn energy_matches_ground_truth_within_half_a_percent() {
     let measured = monsoon::energy_j(&c.samples);
     let true_j = truth.energy_j(1, 0..end);
     let rel = (measured - true_j).abs() / true_j;
-    eprintln!("energy: decoded {measured:.5} J, ground truth {true_j:.5} J, error {:.4}%", rel * 100.0);
-    assert!(rel < 0.005, "decoded {measured} J vs true {true_j} J ({:.3}%)", rel * 100.0);
+    eprintln!(
+        "energy: decoded {measured:.5} J, ground truth {true_j:.5} J, error {:.4}%",
+        rel * 100.0
+    );
+    assert!(
+        rel < 0.005,
+        "decoded {measured} J vs true {true_j} J ({:.3}%)",
+        rel * 100.0
+    );
     // The activity really moved the power: the bursts are well above idle.
     let mean = |a: u64, b: u64| truth.energy_j(1, a..b) / ((b - a) as f64 / 5000.0);
     let idle = mean(1000, 6000);

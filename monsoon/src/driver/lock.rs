@@ -28,7 +28,13 @@ pub fn lock_path(port: &Path, dir: &Path) -> PathBuf {
     let name: String = real
         .to_string_lossy()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     dir.join(format!("monsoon{name}.lock"))
 }
@@ -143,7 +149,10 @@ mod tests {
         let a = PortLock::acquire(&port, dir.path()).unwrap();
         let err = PortLock::acquire(&port, dir.path()).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains(&format!("held by pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("held by pid {}", std::process::id())),
+            "{msg}"
+        );
         assert!(matches!(err, Error::Busy { pid: Some(_), .. }));
         drop(a);
         let b = PortLock::acquire(&port, dir.path()).unwrap();
@@ -151,6 +160,9 @@ mod tests {
         // A symlink to the same port shares the lock.
         let link = dir.path().join("monsoon-link");
         std::os::unix::fs::symlink(&port, &link).unwrap();
-        assert!(matches!(PortLock::acquire(&link, dir.path()), Err(Error::Busy { .. })));
+        assert!(matches!(
+            PortLock::acquire(&link, dir.path()),
+            Err(Error::Busy { .. })
+        ));
     }
 }

@@ -19,9 +19,13 @@ use std::time::{Duration, Instant};
 
 use serialport::TTYPort;
 
-use crate::protocol::{current_limit_to_raw, raw_to_voltage, voltage_to_raw, Command, Status, UsbPassthrough};
+use crate::protocol::{
+    current_limit_to_raw, raw_to_voltage, voltage_to_raw, Command, Status, UsbPassthrough,
+};
 use crate::stream::reader_lock as lock_mutex;
-use crate::stream::{spawn_reader, DecodeStats, DecoderOptions, ReaderCmd, ReaderConfig, ReaderShared, SampleStream};
+use crate::stream::{
+    spawn_reader, DecodeStats, DecoderOptions, ReaderCmd, ReaderConfig, ReaderShared, SampleStream,
+};
 use crate::{Error, Result};
 
 /// USB vendor/product ids of Monsoon monitors.
@@ -130,9 +134,9 @@ impl Monitor {
         let path = path.as_ref().to_path_buf();
         let dir = opts.lock_dir.clone().unwrap_or_else(default_lock_dir);
         let lock = PortLock::acquire(&path, &dir)?;
-        let name = path
-            .to_str()
-            .ok_or_else(|| Error::InvalidArgument(format!("port path {} is not UTF-8", path.display())))?;
+        let name = path.to_str().ok_or_else(|| {
+            Error::InvalidArgument(format!("port path {} is not UTF-8", path.display()))
+        })?;
         let port_err = |source| Error::Port {
             path: path.clone(),
             source,
@@ -181,7 +185,10 @@ impl Monitor {
         };
         if let Some(want) = self.opts.expected_serial {
             if s.serial_number != want {
-                return bad(format!("serial number {} where {want} was expected", s.serial_number));
+                return bad(format!(
+                    "serial number {} where {want} was expected",
+                    s.serial_number
+                ));
             }
         } else if s.serial_number == 0 {
             return bad("status reports serial number 0".into());
@@ -190,7 +197,10 @@ impl Monitor {
             return bad("status reports a sample rate of 0 kHz".into());
         }
         if voltage_to_raw(s.output_voltage_v()).is_none() {
-            return bad(format!("output voltage setting {} is out of range", s.output_voltage_setting));
+            return bad(format!(
+                "output voltage setting {} is out of range",
+                s.output_voltage_setting
+            ));
         }
         Ok(())
     }
@@ -216,7 +226,9 @@ impl Monitor {
     }
 
     fn dead(&self) -> Option<Error> {
-        lock_mutex(&self.shared.dead).clone().map(Error::Disconnected)
+        lock_mutex(&self.shared.dead)
+            .clone()
+            .map(Error::Disconnected)
     }
 
     fn send(&mut self, cmds: &[Command]) -> Result<()> {
@@ -248,7 +260,9 @@ impl Monitor {
                 }
             }
         }
-        Err(Error::NoStatus(self.opts.status_timeout * self.opts.status_attempts.max(1)))
+        Err(Error::NoStatus(
+            self.opts.status_timeout * self.opts.status_attempts.max(1),
+        ))
     }
 
     /// Read status until `ok` holds for it (a reply already in flight may
@@ -280,7 +294,9 @@ impl Monitor {
     /// do; the final setting is confirmed through status.
     pub fn set_voltage(&mut self, volts: f32) -> Result<Status> {
         let target = voltage_to_raw(volts).ok_or_else(|| {
-            Error::InvalidArgument(format!("output voltage {volts} V: use 0 (off) or 2.01..=4.55 V"))
+            Error::InvalidArgument(format!(
+                "output voltage {volts} V: use 0 (off) or 2.01..=4.55 V"
+            ))
         })?;
         let current = self.status()?.output_voltage_setting;
         if target > current {
@@ -309,8 +325,10 @@ impl Monitor {
             mode.to_string(),
             |s| s.usb_passthrough_mode == mode.to_byte(),
             |s| {
-                s.usb_passthrough()
-                    .map_or_else(|| format!("unknown ({})", s.usb_passthrough_mode), |m| m.to_string())
+                s.usb_passthrough().map_or_else(
+                    || format!("unknown ({})", s.usb_passthrough_mode),
+                    |m| m.to_string(),
+                )
             },
         )
     }
@@ -318,8 +336,14 @@ impl Monitor {
     /// Switch USB passthrough to `mode` until the returned guard is finished
     /// or dropped, which restores the mode found now — also on error or
     /// panic. This is how a measured window keeps USB power out.
-    pub fn usb_passthrough_scope(&mut self, mode: UsbPassthrough) -> Result<UsbPassthroughGuard<'_>> {
-        let before = self.status()?.usb_passthrough().unwrap_or(UsbPassthrough::Auto);
+    pub fn usb_passthrough_scope(
+        &mut self,
+        mode: UsbPassthrough,
+    ) -> Result<UsbPassthroughGuard<'_>> {
+        let before = self
+            .status()?
+            .usb_passthrough()
+            .unwrap_or(UsbPassthrough::Auto);
         self.set_usb_passthrough(mode)?;
         Ok(UsbPassthroughGuard {
             mon: self,
@@ -329,16 +353,23 @@ impl Monitor {
 
     /// Set a current limit in amps (0..=8), confirmed through status.
     pub fn set_current_limit(&mut self, kind: CurrentLimitKind, amps: f32) -> Result<Status> {
-        let raw = current_limit_to_raw(amps)
-            .ok_or_else(|| Error::InvalidArgument(format!("current limit {amps} A: use 0..=8 A")))?;
+        let raw = current_limit_to_raw(amps).ok_or_else(|| {
+            Error::InvalidArgument(format!("current limit {amps} A: use 0..=8 A"))
+        })?;
         let [hi, lo] = raw.to_be_bytes();
         let (cmds, name) = match kind {
             CurrentLimitKind::PowerUp => (
-                [Command::SetPowerUpLimitLo(lo), Command::SetPowerUpLimitHi(hi)],
+                [
+                    Command::SetPowerUpLimitLo(lo),
+                    Command::SetPowerUpLimitHi(hi),
+                ],
                 "power-up current limit",
             ),
             CurrentLimitKind::Runtime => (
-                [Command::SetRuntimeLimitLo(lo), Command::SetRuntimeLimitHi(hi)],
+                [
+                    Command::SetRuntimeLimitLo(lo),
+                    Command::SetRuntimeLimitHi(hi),
+                ],
                 "runtime current limit",
             ),
         };
@@ -351,7 +382,13 @@ impl Monitor {
             name,
             format!("{amps:.3} A (raw {raw})"),
             move |s| field(s) == raw,
-            move |s| format!("{:.3} A (raw {})", crate::protocol::raw_to_current_limit(field(s)), field(s)),
+            move |s| {
+                format!(
+                    "{:.3} A (raw {})",
+                    crate::protocol::raw_to_current_limit(field(s)),
+                    field(s)
+                )
+            },
         )
     }
 
@@ -373,9 +410,10 @@ impl Monitor {
         self.cmd_tx
             .send(ReaderCmd::Begin { sink, opts, ack })
             .map_err(|_| Error::Disconnected("reader thread ended".into()))?;
-        acked
-            .recv_timeout(Duration::from_secs(2))
-            .map_err(|_| self.dead().unwrap_or(Error::State("reader thread did not answer")))?;
+        acked.recv_timeout(Duration::from_secs(2)).map_err(|_| {
+            self.dead()
+                .unwrap_or(Error::State("reader thread did not answer"))
+        })?;
         self.send(&Command::START)?;
         self.streaming = true;
         Ok(SampleStream::new(rx))
@@ -403,7 +441,7 @@ impl Monitor {
         let t0 = Instant::now();
         while t0.elapsed() < max {
             let last = *lock_mutex(&self.shared.last_data);
-            if last.map_or(true, |t| t.elapsed() >= quiet) || self.dead().is_some() {
+            if last.is_none_or(|t| t.elapsed() >= quiet) || self.dead().is_some() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -489,12 +527,21 @@ fn drain(port: &mut TTYPort, path: &Path) -> Result<u64> {
             });
         }
         match port.read(&mut buf) {
-            Ok(0) => return Err(Error::Disconnected(format!("{}: end of file", path.display()))),
+            Ok(0) => {
+                return Err(Error::Disconnected(format!(
+                    "{}: end of file",
+                    path.display()
+                )))
+            }
             Ok(n) => {
                 total += n as u64;
                 last = Instant::now();
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => return Err(Error::io(format!("read from {}", path.display()), e)),
         }
     }

@@ -63,7 +63,9 @@ impl std::str::FromStr for UsbPassthrough {
             "off" | "0" => Ok(UsbPassthrough::Off),
             "on" | "1" => Ok(UsbPassthrough::On),
             "auto" | "2" => Ok(UsbPassthrough::Auto),
-            other => Err(format!("USB passthrough mode must be on, off or auto, not {other:?}")),
+            other => Err(format!(
+                "USB passthrough mode must be on, off or auto, not {other:?}"
+            )),
         }
     }
 }
@@ -237,7 +239,10 @@ mod tests {
         assert_eq!(Command::GetStatus.payload(), [1, 0, 0]);
         assert_eq!(Command::SetOutputVoltage(220).payload(), [1, 1, 220]);
         assert_eq!(Command::START[0].payload(), [1, 0x1B, 1]);
-        assert_eq!(Command::START[1].payload(), [2, 0xFF, 0xFF, 0xFF, 0xFF, 0x03, 0xE8]);
+        assert_eq!(
+            Command::START[1].payload(),
+            [2, 0xFF, 0xFF, 0xFF, 0xFF, 0x03, 0xE8]
+        );
         assert_eq!(Command::StopSampling.payload(), [3, 0]);
         assert_eq!(Command::SetUsbPassthrough(2).payload(), [1, 0x10, 2]);
         assert_eq!(Command::SetRuntimeLimitHi(3).payload(), [1, 0x0B, 3]);
@@ -252,7 +257,10 @@ mod tests {
             Command::START[0],
             Command::START[1],
             Command::StopSampling,
-            Command::SetRegister { register: 0x42, value: 9 },
+            Command::SetRegister {
+                register: 0x42,
+                value: 9,
+            },
         ] {
             assert_eq!(Command::decode(&c.payload()), Ok(c));
         }

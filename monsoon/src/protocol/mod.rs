@@ -67,6 +67,17 @@ pub fn encode_frame(payload: &[u8], out: &mut Vec<u8>) -> Result<(), ProtocolErr
     Ok(())
 }
 
+/// A frame found by [`FrameDecoder::next_frame_after`].
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    /// Stream offset of its length byte.
+    pub offset: u64,
+    /// Garbage bytes skipped right before it.
+    pub skipped: u64,
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
 /// Counters kept by [`FrameDecoder`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FrameStats {
@@ -78,6 +89,9 @@ pub struct FrameStats {
     pub garbage_bytes: u64,
     /// Number of separate runs of skipped bytes (each a resynchronisation).
     pub resyncs: u64,
+    /// Candidates with a right checksum that the caller's structure check
+    /// refused (false frames inside garbage, or unbelievable ones).
+    pub rejected: u64,
     /// Stream offset of the first skipped byte, if any.
     pub first_garbage_offset: Option<u64>,
     /// Stream offset of the most recent skipped byte, if any.
@@ -101,6 +115,9 @@ pub struct FrameDecoder {
     /// Stream offset of `buf[0]`.
     base: u64,
     in_garbage: bool,
+    /// Bytes skipped since the last accepted frame.
+    skipped: u64,
+
     stats: FrameStats,
 }
 
@@ -156,6 +173,7 @@ impl FrameDecoder {
         }
         self.stats.last_garbage_offset = Some(off + n as u64 - 1);
         self.stats.garbage_bytes += n as u64;
+        self.skipped += n as u64;
         self.pos += n;
     }
 
@@ -173,11 +191,17 @@ impl FrameDecoder {
     /// The next valid frame: `(stream offset of its length byte, payload)`.
     /// `None` means more bytes are needed.
     pub fn next_frame(&mut self, accept: impl Fn(&[u8]) -> bool) -> Option<(u64, &[u8])> {
+        self.next_frame_after(|p, _| accept(p))
+            .map(|f| (f.offset, f.payload))
+    }
+
+    /// Like [`next_frame`](Self::next_frame), but `accept` also learns how
+    /// many bytes were skipped since the last accepted frame, so that a
+    /// candidate found inside garbage can be held to a stricter standard.
+    pub fn next_frame_after(&mut self, accept: impl Fn(&[u8], u64) -> bool) -> Option<Frame<'_>> {
         loop {
             let avail = &self.buf[self.pos..];
-            let Some(&l) = avail.first() else {
-                return None;
-            };
+            let &l = avail.first()?;
             let l = usize::from(l);
             if l < 2 {
                 self.skip(1);
@@ -187,13 +211,23 @@ impl FrameDecoder {
                 return None;
             }
             let payload = &avail[1..l];
-            if checksum(l as u8, payload) == avail[l] && accept(payload) {
+            let sum_ok = checksum(l as u8, payload) == avail[l];
+            if sum_ok && accept(payload, self.skipped) {
                 let off = self.offset();
                 let start = self.pos + 1;
                 self.pos += l + 1;
                 self.in_garbage = false;
+                let skipped = self.skipped;
+                self.skipped = 0;
                 self.stats.frames += 1;
-                return Some((off, &self.buf[start..start + l - 1]));
+                return Some(Frame {
+                    offset: off,
+                    skipped,
+                    payload: &self.buf[start..start + l - 1],
+                });
+            }
+            if sum_ok {
+                self.stats.rejected += 1;
             }
             self.skip(1);
         }
@@ -213,8 +247,14 @@ mod tests {
         assert_eq!(&out[5..], &[3, 3, 0, 6]);
         let mut d = FrameDecoder::new();
         d.push(&out);
-        assert_eq!(d.next_frame(|_| true).map(|f| f.1.to_vec()), Some(vec![1, 0, 0]));
-        assert_eq!(d.next_frame(|_| true).map(|f| (f.0, f.1.to_vec())), Some((5, vec![3, 0])));
+        assert_eq!(
+            d.next_frame(|_| true).map(|f| f.1.to_vec()),
+            Some(vec![1, 0, 0])
+        );
+        assert_eq!(
+            d.next_frame(|_| true).map(|f| (f.0, f.1.to_vec())),
+            Some((5, vec![3, 0]))
+        );
         assert!(d.next_frame(|_| true).is_none());
         assert_eq!(d.stats().garbage_bytes, 0);
     }

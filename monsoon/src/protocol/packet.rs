@@ -42,7 +42,7 @@ pub fn classify_payload(p: &[u8]) -> Option<PacketKind> {
         return (p[0] == STATUS_PACKET_TYPE).then_some(PacketKind::Status);
     }
     if n >= DATA_HEADER_LEN + RECORD_LEN + DATA_TRAILER_LEN
-        && (n - DATA_HEADER_LEN - DATA_TRAILER_LEN) % RECORD_LEN == 0
+        && (n - DATA_HEADER_LEN - DATA_TRAILER_LEN).is_multiple_of(RECORD_LEN)
         && p[0] & 0xC0 == 0
         && p[1] <= 2
     {
@@ -231,16 +231,40 @@ mod tests {
         assert_eq!(pkt.record(4), Some(recs[4]));
         assert_eq!(pkt.record(5), None);
         assert!(encode_data_packet(0x20, RecordType::ZeroCal, &[], &mut wire).is_err());
-        assert!(encode_data_packet(0x20, RecordType::ZeroCal, &[RawRecord::default(); 32], &mut wire).is_err());
-        assert!(encode_data_packet(0x20, RecordType::ZeroCal, &[RawRecord::default(); 31], &mut wire).is_ok());
+        assert!(encode_data_packet(
+            0x20,
+            RecordType::ZeroCal,
+            &[RawRecord::default(); 32],
+            &mut wire
+        )
+        .is_err());
+        assert!(encode_data_packet(
+            0x20,
+            RecordType::ZeroCal,
+            &[RawRecord::default(); 31],
+            &mut wire
+        )
+        .is_ok());
     }
 
     #[test]
     fn classification() {
-        assert_eq!(classify_payload(&[0x20, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0]), Some(PacketKind::Data));
-        assert_eq!(classify_payload(&[0x40, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0]), None);
-        assert_eq!(classify_payload(&[0x20, 3, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0]), None);
-        assert_eq!(classify_payload(&[0x20, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 0]), None);
+        assert_eq!(
+            classify_payload(&[0x20, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0]),
+            Some(PacketKind::Data)
+        );
+        assert_eq!(
+            classify_payload(&[0x40, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0]),
+            None
+        );
+        assert_eq!(
+            classify_payload(&[0x20, 3, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0]),
+            None
+        );
+        assert_eq!(
+            classify_payload(&[0x20, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 0]),
+            None
+        );
         let mut s = [0u8; STATUS_LEN];
         s[0] = 0x10;
         assert_eq!(classify_payload(&s), Some(PacketKind::Status));

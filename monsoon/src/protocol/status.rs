@@ -137,14 +137,7 @@ impl Status {
             main_coarse_resistor: i8at(46),
             usb_coarse_resistor: i8at(47),
             aux_coarse_resistor: i8at(48),
-            factory_resistors: [
-                i8at(49),
-                i8at(50),
-                i8at(51),
-                i8at(52),
-                i8at(53),
-                i8at(54),
-            ],
+            factory_resistors: [i8at(49), i8at(50), i8at(51), i8at(52), i8at(53), i8at(54)],
             event_code: p[55],
             event_data: u16at(56),
         })
@@ -258,9 +251,10 @@ pub fn voltage_lsb_v(hardware_revision: u8) -> f32 {
 
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let usb = self
-            .usb_passthrough()
-            .map_or_else(|| format!("unknown({})", self.usb_passthrough_mode), |m| m.to_string());
+        let usb = self.usb_passthrough().map_or_else(
+            || format!("unknown({})", self.usb_passthrough_mode),
+            |m| m.to_string(),
+        );
         write!(
             f,
             "serial {} · firmware {} · protocol {} · hardware rev {} · {} kHz\n\

@@ -118,15 +118,20 @@ pub struct GroundTruthWriter {
 impl GroundTruthWriter {
     /// Create `path` (CSV when it ends in `.csv`, else binary).
     pub fn create(path: &Path, header: &GroundTruthHeader) -> Result<GroundTruthWriter> {
-        let f = File::create(path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+        let f =
+            File::create(path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
         let mut w = GroundTruthWriter {
             path: path.to_path_buf(),
             out: BufWriter::with_capacity(1 << 16, f),
             csv: crate::trace::is_csv(path),
         };
-        let json = serde_json::to_string(header).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let json =
+            serde_json::to_string(header).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let r = if w.csv {
-            writeln!(w.out, "# monsoon-sim ground truth {json}\nsession,index,t_ns,power_w,fate")
+            writeln!(
+                w.out,
+                "# monsoon-sim ground truth {json}\nsession,index,t_ns,power_w,fate"
+            )
         } else {
             w.out
                 .write_all(MAGIC)
@@ -187,7 +192,8 @@ impl GroundTruth {
     /// Read a ground-truth file (binary or CSV, by content).
     pub fn read(path: impl AsRef<Path>) -> Result<GroundTruth> {
         let path = path.as_ref();
-        let mut f = File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        let mut f =
+            File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         let mut data = Vec::new();
         f.read_to_end(&mut data)
             .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
@@ -200,7 +206,10 @@ impl GroundTruth {
             return Self::parse_csv(path, &data);
         }
         if data.len() < 12 || &data[..8] != MAGIC {
-            return Err(fmt(0, "not a monsoon-sim ground-truth file (bad magic)".into()));
+            return Err(fmt(
+                0,
+                "not a monsoon-sim ground-truth file (bad magic)".into(),
+            ));
         }
         let hlen = u32::from_le_bytes([data[8], data[9], data[10], data[11]]) as usize;
         let body = 12usize
@@ -223,7 +232,8 @@ impl GroundTruth {
                 t_ns: i64::from_le_bytes(le8(8)),
                 power_w: f32::from_le_bytes([b[16], b[17], b[18], b[19]]),
                 session: u16::from_le_bytes([b[20], b[21]]),
-                fate: Fate::from_byte(b[22]).ok_or_else(|| fmt(at + 22, format!("unknown fate {}", b[22])))?,
+                fate: Fate::from_byte(b[22])
+                    .ok_or_else(|| fmt(at + 22, format!("unknown fate {}", b[22])))?,
             });
         }
         Ok(GroundTruth {
@@ -247,7 +257,8 @@ impl GroundTruth {
         let json = first
             .strip_prefix("# monsoon-sim ground truth ")
             .ok_or_else(|| bad(1, "not a monsoon-sim ground-truth CSV".into()))?;
-        let header: GroundTruthHeader = serde_json::from_str(json).map_err(|e| bad(1, format!("header: {e}")))?;
+        let header: GroundTruthHeader =
+            serde_json::from_str(json).map_err(|e| bad(1, format!("header: {e}")))?;
         let mut records = Vec::new();
         for (i, line) in lines.enumerate().skip(1) {
             let ln = i as u64 + 2;
@@ -339,6 +350,9 @@ mod tests {
         let g = GroundTruth::read(&p).unwrap();
         assert_eq!((g.records.len(), g.truncated_bytes), (9, 19));
         std::fs::write(&p, b"garbage").unwrap();
-        assert!(GroundTruth::read(&p).unwrap_err().to_string().contains("byte offset 0"));
+        assert!(GroundTruth::read(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("byte offset 0"));
     }
 }

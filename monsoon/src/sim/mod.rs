@@ -43,7 +43,10 @@ use crate::{Error, Result, SAMPLE_RATE_HZ};
 
 /// CLOCK_MONOTONIC in nanoseconds.
 pub fn mono_ns() -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid timespec pointer; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
@@ -118,12 +121,19 @@ impl SimConfig {
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));
         if !(1..=31).contains(&self.model.records_per_packet) {
-            return bad(format!("records per packet {} (1..=31)", self.model.records_per_packet));
+            return bad(format!(
+                "records per packet {} (1..=31)",
+                self.model.records_per_packet
+            ));
         }
         if self.model.calibration_every == 0 {
             return bad("calibration period of 0 packets".into());
         }
-        for (name, r) in [("corrupt rate", self.corrupt_rate), ("drop rate", self.drop_rate), ("usb share", self.usb_share)] {
+        for (name, r) in [
+            ("corrupt rate", self.corrupt_rate),
+            ("drop rate", self.drop_rate),
+            ("usb share", self.usb_share),
+        ] {
             if !(0.0..=1.0).contains(&r) {
                 return bad(format!("{name} {r} is not in 0..=1"));
             }
@@ -180,8 +190,12 @@ impl Simulator {
         let pty_path = pty.path().to_path_buf();
         if let Some(link) = &cfg.link {
             let _ = std::fs::remove_file(link);
-            std::os::unix::fs::symlink(&pty_path, link)
-                .map_err(|e| Error::io(format!("symlink {} -> {}", link.display(), pty_path.display()), e))?;
+            std::os::unix::fs::symlink(&pty_path, link).map_err(|e| {
+                Error::io(
+                    format!("symlink {} -> {}", link.display(), pty_path.display()),
+                    e,
+                )
+            })?;
         }
         let gt = match &cfg.ground_truth {
             Some(p) => Some(GroundTruthWriter::create(p, &header(&cfg))?),
@@ -215,7 +229,7 @@ impl Simulator {
 
     /// Whether the simulator has stopped by itself (disconnect fault, error).
     pub fn is_finished(&self) -> bool {
-        self.handle.as_ref().map_or(true, |h| h.is_finished())
+        self.handle.as_ref().is_none_or(|h| h.is_finished())
     }
 
     /// Stop and collect the report.
@@ -228,7 +242,7 @@ impl Simulator {
         let r = match self.handle.take() {
             Some(h) => h
                 .join()
-                .unwrap_or_else(|_| Err(Error::State("the simulator thread panicked"))),
+                .unwrap_or(Err(Error::State("the simulator thread panicked"))),
             None => Ok(SimReport::default()),
         };
         if let Some(link) = &self.link {
@@ -341,14 +355,18 @@ impl Engine {
                 break;
             }
             let Some(pty) = self.pty.as_ref() else { break };
-            let n = pty.write(&self.out).map_err(|e| Error::io("write to the pty", e))?;
+            let n = pty
+                .write(&self.out)
+                .map_err(|e| Error::io("write to the pty", e))?;
             self.out.drain(..n);
             self.report.bytes_sent += n as u64;
             let (readable, _) = pty
                 .wait(self.timeout_ms(), !self.out.is_empty())
                 .map_err(|e| Error::io("poll the pty", e))?;
             if readable {
-                let n = pty.read(&mut buf).map_err(|e| Error::io("read the pty", e))?;
+                let n = pty
+                    .read(&mut buf)
+                    .map_err(|e| Error::io("read the pty", e))?;
                 self.commands(&buf[..n]);
             }
             if let Some(gt) = self.gt.as_mut() {
@@ -410,7 +428,11 @@ impl Engine {
     /// Data packets may be dropped; any frame may be corrupted.
     fn send(&mut self, mut frame: Vec<u8>, data: bool) -> Fate {
         let (drop_rate, corrupt_rate) = (self.cfg.drop_rate, self.cfg.corrupt_rate);
-        let rng = if data { &mut self.faults } else { &mut self.status_faults };
+        let rng = if data {
+            &mut self.faults
+        } else {
+            &mut self.status_faults
+        };
         if data && rng.chance(drop_rate) {
             self.report.dropped_packets += 1;
             return Fate::Dropped;
@@ -433,7 +455,9 @@ impl Engine {
     }
 
     fn poll_activity(&mut self, now: i64) {
-        let Some(probe) = self.probe.as_mut() else { return };
+        let Some(probe) = self.probe.as_mut() else {
+            return;
+        };
         if now - self.last_poll < self.cfg.poll_interval.as_nanos() as i64 {
             return;
         }
@@ -490,7 +514,11 @@ impl Engine {
             self.stalled_until = None;
         }
         let n = self.cfg.model.records_per_packet as u64;
-        let limit = if self.probe.is_some() { self.last_poll } else { now };
+        let limit = if self.probe.is_some() {
+            self.last_poll
+        } else {
+            now
+        };
         let stall_at = Self::at_index(self.cfg.stall_at_s);
         let disconnect_at = Self::at_index(self.cfg.disconnect_at_s);
         let overcurrent_at = Self::at_index(self.cfg.overcurrent_at_s);
@@ -509,7 +537,10 @@ impl Engine {
                 tracing::debug!(index = i, ms = self.cfg.stall_ms, "monsoon-sim: stall");
                 break;
             }
-            if overcurrent_at.is_some_and(|x| i >= x) && !self.model.over_current() && self.model.output_v() > 0.0 {
+            if overcurrent_at.is_some_and(|x| i >= x)
+                && !self.model.over_current()
+                && self.model.output_v() > 0.0
+            {
                 self.model.trip_over_current();
                 self.cfg.overcurrent_at_s = None;
             }
@@ -557,8 +588,14 @@ impl Engine {
             return (TrueSample::default(), 0.0);
         }
         let activity = self.activity_at(t);
-        let p = (self.cfg.power.baseline_w + activity + self.cfg.power.noise_w * self.noise.normal()).max(0.0);
-        let usb = if self.model.usb_mode() == 0 { 0.0 } else { self.cfg.usb_share };
+        let p =
+            (self.cfg.power.baseline_w + activity + self.cfg.power.noise_w * self.noise.normal())
+                .max(0.0);
+        let usb = if self.model.usb_mode() == 0 {
+            0.0
+        } else {
+            self.cfg.usb_share
+        };
         let ts = TrueSample {
             main_a: (p * (1.0 - usb) / f64::from(v)) as f32,
             usb_a: (p * usb / 5.0) as f32,
@@ -573,7 +610,9 @@ impl Engine {
         if let Some(pty) = self.pty.take() {
             let t0 = mono_ns();
             while !self.out.is_empty() && mono_ns() - t0 < 2_000_000_000 {
-                let n = pty.write(&self.out).map_err(|e| Error::io("write to the pty", e))?;
+                let n = pty
+                    .write(&self.out)
+                    .map_err(|e| Error::io("write to the pty", e))?;
                 self.out.drain(..n);
                 self.report.bytes_sent += n as u64;
                 if n == 0 {
@@ -584,7 +623,11 @@ impl Engine {
             let t0 = mono_ns();
             let mut quiet = 0;
             while quiet < 3 && mono_ns() - t0 < 2_000_000_000 {
-                quiet = if pty.pending_input() == 0 { quiet + 1 } else { 0 };
+                quiet = if pty.pending_input() == 0 {
+                    quiet + 1
+                } else {
+                    0
+                };
                 std::thread::sleep(Duration::from_millis(5));
             }
             pty.close();

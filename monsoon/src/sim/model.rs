@@ -4,8 +4,8 @@
 
 use crate::calibration::{CalKind, ChannelScales, COARSE_REF_A, FINE_REF_A};
 use crate::protocol::{
-    encode_data_packet, encode_frame, voltage_lsb_v, Command, RawRecord, RecordType, Status, FLAG_OUTPUT_ENABLED,
-    FLAG_OVER_CURRENT,
+    encode_data_packet, encode_frame, voltage_lsb_v, Command, RawRecord, RecordType, Status,
+    FLAG_OUTPUT_ENABLED, FLAG_OVER_CURRENT,
 };
 
 use super::rng::Rng;
@@ -154,7 +154,8 @@ impl MonitorModel {
 
     /// Whether an over-current kill is in force.
     pub fn over_current(&self) -> bool {
-        self.status.event_code == event_code::OVER_CURRENT && self.status.output_voltage_setting == 0
+        self.status.event_code == event_code::OVER_CURRENT
+            && self.status.output_voltage_setting == 0
     }
 
     /// Apply a host command.
@@ -173,11 +174,15 @@ impl MonitorModel {
                 }
                 s.output_voltage_setting = v;
             }
-            Command::SetPowerUpLimitLo(b) => s.power_up_current_limit = (s.power_up_current_limit & 0xFF00) | u16::from(b),
+            Command::SetPowerUpLimitLo(b) => {
+                s.power_up_current_limit = (s.power_up_current_limit & 0xFF00) | u16::from(b)
+            }
             Command::SetPowerUpLimitHi(b) => {
                 s.power_up_current_limit = (s.power_up_current_limit & 0x00FF) | (u16::from(b) << 8)
             }
-            Command::SetRuntimeLimitLo(b) => s.runtime_current_limit = (s.runtime_current_limit & 0xFF00) | u16::from(b),
+            Command::SetRuntimeLimitLo(b) => {
+                s.runtime_current_limit = (s.runtime_current_limit & 0xFF00) | u16::from(b)
+            }
             Command::SetRuntimeLimitHi(b) => {
                 s.runtime_current_limit = (s.runtime_current_limit & 0x00FF) | (u16::from(b) << 8)
             }
@@ -224,7 +229,8 @@ impl MonitorModel {
             CalKind::Zero => (0.0, 0.0),
             CalKind::Reference => (FINE_SPAN, COARSE_SPAN),
         };
-        let mut read = |zero: f32, span: f32| (zero + span).round() as i32 + self.rng.range_i32(-1, 1);
+        let mut read =
+            |zero: f32, span: f32| (zero + span).round() as i32 + self.rng.range_i32(-1, 1);
         let mut fine = [0i16; 3];
         let mut coarse = [0i16; 3];
         for (c, s) in self.scales.iter().enumerate() {
@@ -253,7 +259,8 @@ impl MonitorModel {
     /// Encode one sample's record.
     pub fn record(&self, s: &TrueSample) -> RawRecord {
         let lsb = voltage_lsb_v(self.cfg.hardware_revision);
-        let vw = ((f64::from(s.volts) / f64::from(lsb) / 4.0).round() * 4.0).clamp(0.0, 65532.0) as u16;
+        let vw =
+            ((f64::from(s.volts) / f64::from(lsb) / 4.0).round() * 4.0).clamp(0.0, 65532.0) as u16;
         RawRecord {
             main: self.scales[0].word(s.main_a),
             usb: self.scales[1].word(s.usb_a),
@@ -317,6 +324,7 @@ mod tests {
         });
         let mut ev = Vec::new();
         d.push(&wire, &mut ev);
+        d.finish(&mut ev);
         let samples: Vec<_> = ev
             .iter()
             .flat_map(|e| match e {

@@ -136,7 +136,11 @@ impl ActivityProbe {
         let mut gpu_sum = 0.0;
         for entry in fs::read_dir(&dir)? {
             let Ok(entry) = entry else { continue };
-            let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(tid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             let Some((running, run_ns, gpu)) = self.read_thread(tid) else {
@@ -160,7 +164,11 @@ impl ActivityProbe {
             st.running = running;
             st.run_ns = run_ns;
             st.seen = polls;
-            let busy = if dt > 0.0 { weight * st.efficiency() } else { 0.0 };
+            let busy = if dt > 0.0 {
+                weight * st.efficiency()
+            } else {
+                0.0
+            };
             act.threads += 1;
             if st.gpu {
                 act.gpu_threads += 1;
@@ -186,7 +194,10 @@ impl ActivityProbe {
     fn read_thread(&mut self, tid: u32) -> Option<(bool, u64, bool)> {
         let base = format!("/proc/{}/task/{tid}", self.pid);
         self.buf.clear();
-        fs::File::open(format!("{base}/stat")).ok()?.read_to_string(&mut self.buf).ok()?;
+        fs::File::open(format!("{base}/stat"))
+            .ok()?
+            .read_to_string(&mut self.buf)
+            .ok()?;
         // "tid (comm) S ..." — comm may hold ')' itself: split at the last.
         let open = self.buf.find('(')?;
         let close = self.buf.rfind(')')?;
@@ -228,7 +239,10 @@ mod tests {
     }
 
     fn spin(shell: &std::path::Path) -> Child {
-        Command::new(shell).args(["-c", "while :; do :; done"]).spawn().unwrap()
+        Command::new(shell)
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap()
     }
 
     // Child processes, not threads of this test binary: other tests running
@@ -251,10 +265,19 @@ mod tests {
             let _ = c.kill();
             let _ = c.wait();
         }
-        assert!(a_idle.cpu_cores < 0.05 && a_idle.gpu_util == 0.0, "{a_idle:?}");
+        assert!(
+            a_idle.cpu_cores < 0.05 && a_idle.gpu_util == 0.0,
+            "{a_idle:?}"
+        );
         // A spinning process gets a share of a (shared, loaded) core.
-        assert!(a_cpu.cpu_cores > 0.15 && a_cpu.gpu_threads == 0, "{a_cpu:?}");
-        assert!(a_gpu.gpu_util > 0.15 && a_gpu.gpu_threads == 1 && a_gpu.cpu_cores < 0.05, "{a_gpu:?}");
+        assert!(
+            a_cpu.cpu_cores > 0.15 && a_cpu.gpu_threads == 0,
+            "{a_cpu:?}"
+        );
+        assert!(
+            a_gpu.gpu_util > 0.15 && a_gpu.gpu_threads == 1 && a_gpu.cpu_cores < 0.05,
+            "{a_gpu:?}"
+        );
         let m = PowerModel::default();
         assert!(m.activity_w(&a_gpu) > m.activity_w(&a_idle) + 0.3);
         assert!(ActivityProbe::new(u32::MAX - 1).poll(0).is_err());

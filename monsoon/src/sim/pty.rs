@@ -46,7 +46,10 @@ impl Pty {
             let cpath = std::ffi::CString::new(path.to_string_lossy().as_bytes())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let sfd = check(
-                libc::open(cpath.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC),
+                libc::open(
+                    cpath.as_ptr(),
+                    libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+                ),
                 "open pty slave",
             )?;
             let slave = OwnedFd::from_raw_fd(sfd);
@@ -57,7 +60,10 @@ impl Pty {
             libc::cfmakeraw(&mut tio);
             check(libc::tcsetattr(sfd, libc::TCSANOW, &tio), "tcsetattr")?;
             let flags = check(libc::fcntl(fd, libc::F_GETFL), "fcntl")?;
-            check(libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK), "fcntl")?;
+            check(
+                libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK),
+                "fcntl",
+            )?;
             Ok(Pty {
                 master,
                 slave: Some(slave),
@@ -94,7 +100,10 @@ impl Pty {
                 Err(e)
             };
         }
-        Ok((p.revents & libc::POLLIN != 0, p.revents & libc::POLLOUT != 0))
+        Ok((
+            p.revents & libc::POLLIN != 0,
+            p.revents & libc::POLLOUT != 0,
+        ))
     }
 
     /// Non-blocking read; `Ok(0)` when nothing is there.

@@ -32,7 +32,9 @@ pub use reader::SampleStream;
 pub(crate) use reader::{lock as reader_lock, spawn_reader, ReaderCmd, ReaderConfig, ReaderShared};
 
 use crate::calibration::{CalKind, Calibration};
-use crate::protocol::{classify_payload, DataPacket, FrameDecoder, FrameStats, PacketKind, RecordType, Status};
+use crate::protocol::{
+    classify_payload, DataPacket, FrameDecoder, FrameStats, PacketKind, RecordType, Status,
+};
 use crate::Sample;
 
 /// Samples lost in transport, reported where they were lost.
@@ -161,6 +163,9 @@ pub struct DecodeStats {
     pub uncalibrated_samples: u64,
     /// Over-current events.
     pub over_current_events: u64,
+    /// Packets whose corrupted sequence number was repaired from their
+    /// neighbours.
+    pub repaired_seq: u64,
     /// Index the next sample will get.
     pub next_index: u64,
 }
@@ -202,7 +207,11 @@ impl CalSchedule {
                 let periodic = match period {
                     // k ≥ 1 with from ≤ base + k·p < to.
                     Some(p) if to > base + 1 => {
-                        let first_k = if from > base { (from - base).div_ceil(p) } else { 1 };
+                        let first_k = if from > base {
+                            (from - base).div_ceil(p)
+                        } else {
+                            1
+                        };
                         let last_k = (to - 1 - base) / p;
                         last_k.saturating_sub(first_k - 1)
                     }
@@ -211,6 +220,29 @@ impl CalSchedule {
                 u64::from(anchor.is_some()) + periodic
             })
             .sum()
+    }
+}
+
+/// Records per packet of one record type: confirmed after three packets in
+/// a row agree, so one corrupted-but-accepted packet cannot change it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Shape {
+    confirmed: Option<usize>,
+    candidate: usize,
+    run: u8,
+}
+
+impl Shape {
+    fn see(&mut self, n: usize) {
+        if n == self.candidate {
+            self.run = self.run.saturating_add(1);
+        } else {
+            self.candidate = n;
+            self.run = 1;
+        }
+        if self.run >= 3 {
+            self.confirmed = Some(n);
+        }
     }
 }
 
@@ -234,6 +266,17 @@ struct State {
     /// Records per measurement packet, once one was seen.
     records: Option<u64>,
     pending_gap: Option<PendingGap>,
+    /// Records per packet of each record type, once confirmed.
+    shape: [Shape; 3],
+    /// The newest data packet, held back until the one after it shows
+    /// whether its sequence number can be believed (empty: none held).
+    held: Vec<u8>,
+    /// Garbage bytes skipped right before the held packet.
+    held_skipped: u64,
+    /// Sequence number of the newest accepted data packet (held or not).
+    newest_seq: Option<u8>,
+    /// Shortest data frame seen on the wire, bytes.
+    min_frame: Option<u64>,
     uncal: Option<(u64, u64)>,
     over_current: bool,
     stats: DecodeStats,
@@ -254,9 +297,48 @@ impl State {
             sched,
             records: None,
             pending_gap: None,
+            shape: [Shape::default(); 3],
+            held: Vec::new(),
+            held_skipped: 0,
+            newest_seq: None,
+            min_frame: None,
             uncal: None,
             over_current: false,
             stats: DecodeStats::default(),
+        }
+    }
+
+    /// Whether a checksum-valid candidate is believable. A frame right
+    /// after the previous one always is. One found by scanning through
+    /// garbage is where false frames come from (the 8-bit checksum passes
+    /// one random candidate in 256), so it must also look like the packets
+    /// seen so far — the same record count for its type — and its sequence
+    /// number must not claim more lost packets than the skipped bytes could
+    /// have held. Rejecting a real frame only loses it (the next frame's
+    /// sequence number accounts for it); accepting a false one would corrupt
+    /// the accounting.
+    fn plausible(&self, p: &[u8], skipped: u64) -> bool {
+        match classify_payload(p) {
+            None => false,
+            Some(PacketKind::Status) => true,
+            Some(PacketKind::Data) if skipped == 0 => true,
+            Some(PacketKind::Data) => {
+                let records = (p.len()
+                    - crate::protocol::DATA_HEADER_LEN
+                    - crate::protocol::DATA_TRAILER_LEN)
+                    / crate::protocol::RECORD_LEN;
+                if self.shape[usize::from(p[1].min(2))]
+                    .confirmed
+                    .is_some_and(|n| n != records)
+                {
+                    return false;
+                }
+                let Some(last) = self.newest_seq else {
+                    return true;
+                };
+                let lost = u64::from((p[0] & 0x0F).wrapping_sub(last + 1) & 0x0F);
+                lost <= skipped.div_ceil(self.min_frame.unwrap_or(14).max(1))
+            }
         }
     }
 
@@ -269,14 +351,80 @@ impl State {
         out.push(StreamEvent::Status(s));
     }
 
-    fn data(&mut self, pkt: DataPacket<'_>, out: &mut Vec<StreamEvent>) {
-        let seq = pkt.seq();
+    /// A data packet came off the wire: release the one held before it,
+    /// judged by this one's sequence number, and hold this one.
+    fn accept(&mut self, payload: &[u8], skipped: u64, out: &mut Vec<StreamEvent>) {
+        let Some(pkt) = DataPacket::parse(payload) else {
+            return;
+        };
+        self.shape[usize::from(pkt.record_type.to_byte())].see(pkt.len());
+        let wire = (payload.len() + 2) as u64;
+        self.min_frame = Some(self.min_frame.map_or(wire, |m| m.min(wire)));
+        self.newest_seq = Some(pkt.seq());
+        self.release(Some((pkt.seq(), skipped)), out);
+        self.held.extend_from_slice(payload);
+        self.held_skipped = skipped;
+    }
+
+    /// Process the held packet. Monsoon's checksum is an 8-bit sum, so two
+    /// compensating corrupted bytes pass it; if one of them was in the flags
+    /// byte, the packet claims a gap that is not there. The next packet
+    /// tells: when the last good packet, the held one and the next one sit
+    /// back to back on the wire (no garbage between them) and the next one
+    /// is numbered two after the last good one, the held one was the packet
+    /// in between, and its sequence number is repaired.
+    fn release(&mut self, next: Option<(u8, u64)>, out: &mut Vec<StreamEvent>) {
+        if self.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        if let Some(pkt) = DataPacket::parse(&held) {
+            let mut seq = pkt.seq();
+            let aliased = self.aliased_packets(seq, self.held_skipped);
+            if let (Some(last), Some((next_seq, 0)), 0) = (self.last_seq, next, self.held_skipped) {
+                let e = (last + 1) & 0x0F;
+                if seq != e && next_seq == (e + 1) & 0x0F {
+                    self.stats.repaired_seq += 1;
+                    seq = e;
+                }
+            }
+            self.data(pkt, seq, aliased, out);
+        }
+        self.reuse(held);
+    }
+
+    fn reuse(&mut self, mut buf: Vec<u8>) {
+        buf.clear();
+        self.held = buf;
+    }
+
+    /// Whole rounds of 16 packets hidden in a gap. Sequence numbers are
+    /// 4 bits, so 16 lost packets look like none — but packets lost to
+    /// corruption leave their bytes behind as garbage: when the garbage
+    /// skipped before this packet holds about 16 or more measurement frames
+    /// more than the sequence number says, the rounds are added back.
+    /// (Packets lost without a trace — dropped whole — cannot be counted
+    /// this way; 16 of those in a row still alias.)
+    fn aliased_packets(&self, seq: u8, skipped: u64) -> u64 {
+        let (Some(last), Some(n)) = (self.last_seq, self.shape[0].confirmed) else {
+            return 0;
+        };
+        let frame = (n * crate::protocol::RECORD_LEN
+            + crate::protocol::DATA_HEADER_LEN
+            + crate::protocol::DATA_TRAILER_LEN
+            + 2) as u64;
+        let k = u64::from(seq.wrapping_sub(last.wrapping_add(1)) & 0x0F);
+        let frames = skipped / frame;
+        (frames + 8).saturating_sub(k) / 16 * 16
+    }
+
+    fn data(&mut self, pkt: DataPacket<'_>, seq: u8, aliased: u64, out: &mut Vec<StreamEvent>) {
         let expected = match self.last_seq {
             Some(l) => Some((l + 1) & 0x0F),
             None => self.opts.first_seq,
         };
         if let Some(e) = expected {
-            let lost = u64::from(seq.wrapping_sub(e) & 0x0F);
+            let lost = u64::from(seq.wrapping_sub(e) & 0x0F) + aliased;
             if lost > 0 {
                 let from = self.next_packet;
                 let to = from + lost;
@@ -425,18 +573,17 @@ impl StreamDecoder {
     pub fn push(&mut self, bytes: &[u8], out: &mut Vec<StreamEvent>) {
         self.frames.push(bytes);
         let st = &mut self.state;
-        while let Some((_, payload)) = self.frames.next_frame(|p| classify_payload(p).is_some()) {
-            match classify_payload(payload) {
+        while let Some(f) = self
+            .frames
+            .next_frame_after(|p, skipped| st.plausible(p, skipped))
+        {
+            match classify_payload(f.payload) {
                 Some(PacketKind::Status) => {
-                    if let Ok(s) = Status::decode(payload) {
+                    if let Ok(s) = Status::decode(f.payload) {
                         st.status(s, out);
                     }
                 }
-                Some(PacketKind::Data) => {
-                    if let Some(pkt) = DataPacket::parse(payload) {
-                        st.data(pkt, out);
-                    }
-                }
+                Some(PacketKind::Data) => st.accept(f.payload, f.skipped, out),
                 None => {}
             }
         }
@@ -450,12 +597,15 @@ impl StreamDecoder {
         while self.frames.skip_stalled() {
             self.push(&[], out);
         }
+        // Nothing follows the held packet for now: deliver it as it is.
+        self.state.release(None, out);
     }
 
     /// End of input: trailing bytes of an incomplete frame count as garbage
     /// and a pending uncalibrated run is reported.
     pub fn finish(&mut self, out: &mut Vec<StreamEvent>) {
         self.frames.clear();
+        self.state.release(None, out);
         self.state.flush_uncalibrated(out);
     }
 

@@ -9,7 +9,9 @@
 
 use std::io::{ErrorKind, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{
+    self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError, TrySendError,
+};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -149,11 +151,9 @@ impl<R: Read> Reader<R> {
                     self.route(&mut events);
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
-                    // A read timeout of quiet line: nothing is in flight.
-                    if self.decoder.pending_bytes() > 0 {
-                        self.decoder.idle(&mut events);
-                        self.route(&mut events);
-                    }
+                    // A read timeout: the line is quiet, nothing is in flight.
+                    self.decoder.idle(&mut events);
+                    self.route(&mut events);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return self.die(e.to_string()),
@@ -211,7 +211,9 @@ impl<R: Read> Reader<R> {
                 self.pending_since = Some(Instant::now());
             }
             match (self.pending.last_mut(), ev) {
-                (Some(StreamEvent::Samples(prev)), StreamEvent::Samples(mut more)) => prev.append(&mut more),
+                (Some(StreamEvent::Samples(prev)), StreamEvent::Samples(mut more)) => {
+                    prev.append(&mut more)
+                }
                 (_, ev) => self.pending.push(ev),
             }
         }
@@ -242,7 +244,9 @@ impl<R: Read> Reader<R> {
             || self.pending.len() > 1
             || !matches!(self.pending.first(), Some(StreamEvent::Samples(_)))
             || matches!(self.pending.first(), Some(StreamEvent::Samples(v)) if v.len() >= self.cfg.batch_samples)
-            || self.pending_since.is_some_and(|t| t.elapsed() >= self.cfg.batch_latency);
+            || self
+                .pending_since
+                .is_some_and(|t| t.elapsed() >= self.cfg.batch_latency);
         if !due {
             return;
         }
@@ -287,10 +291,11 @@ impl<R: Read> Reader<R> {
         let stats = self.decoder.stats();
         let last_index = stats.next_index.checked_sub(1);
         tracing::warn!(%reason, ?last_index, "monsoon reader: port closed");
-        self.pending.push(StreamEvent::Error(StreamError::Disconnected {
-            last_index,
-            reason: reason.clone(),
-        }));
+        self.pending
+            .push(StreamEvent::Error(StreamError::Disconnected {
+                last_index,
+                reason: reason.clone(),
+            }));
         self.flush(true);
         *lock(&self.shared.stats) = stats;
         *lock(&self.shared.dead) = Some(reason);

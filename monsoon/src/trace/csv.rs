@@ -31,7 +31,8 @@ impl CsvWriter {
     /// Create (or truncate) `path` and write the header.
     pub fn create(path: impl AsRef<Path>) -> Result<CsvWriter> {
         let path = path.as_ref().to_path_buf();
-        let f = File::create(&path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+        let f =
+            File::create(&path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
         let mut w = CsvWriter {
             out: BufWriter::with_capacity(1 << 16, f),
             path,
@@ -123,8 +124,10 @@ pub fn read_csv(path: impl AsRef<Path>) -> Result<Vec<Sample>> {
     };
     let cols: Vec<String> = header.split(',').map(norm).collect();
     let find = |name: &str| cols.iter().position(|c| c == name);
-    let time = find("time(ms)").ok_or_else(|| bad(1, format!("no Time(ms) column in {header:?}")))?;
-    let main = find("main(ma)").ok_or_else(|| bad(1, format!("no Main(mA) column in {header:?}")))?;
+    let time =
+        find("time(ms)").ok_or_else(|| bad(1, format!("no Time(ms) column in {header:?}")))?;
+    let main =
+        find("main(ma)").ok_or_else(|| bad(1, format!("no Main(mA) column in {header:?}")))?;
     let usb = find("usb(ma)");
     let aux = find("aux(ma)");
     let volts = find("mainvoltage(v)");

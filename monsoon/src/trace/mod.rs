@@ -129,13 +129,18 @@ impl TraceEvent {
                 from_index: *from_index,
                 count: *count,
             },
-            StreamEvent::Stalled { at_index, silent_ms } => TraceEvent::Stalled {
+            StreamEvent::Stalled {
+                at_index,
+                silent_ms,
+            } => TraceEvent::Stalled {
                 at_index: *at_index,
                 silent_ms: *silent_ms,
             },
-            StreamEvent::Error(StreamError::Disconnected { last_index, .. }) => TraceEvent::Disconnected {
-                last_index: *last_index,
-            },
+            StreamEvent::Error(StreamError::Disconnected { last_index, .. }) => {
+                TraceEvent::Disconnected {
+                    last_index: *last_index,
+                }
+            }
             StreamEvent::Samples(_) | StreamEvent::Status(_) => return None,
         })
     }
@@ -154,8 +159,13 @@ impl TraceEvent {
             ),
             TraceEvent::OverCurrent { index } => (2, 0, 0, 0, index, 0, 0),
             TraceEvent::Uncalibrated { from_index, count } => (3, 0, 0, 0, from_index, count, 0),
-            TraceEvent::Stalled { at_index, silent_ms } => (4, 0, 0, 0, at_index, silent_ms, 0),
-            TraceEvent::Disconnected { last_index } => (5, 0, 0, 0, last_index.unwrap_or(u64::MAX), 0, 0),
+            TraceEvent::Stalled {
+                at_index,
+                silent_ms,
+            } => (4, 0, 0, 0, at_index, silent_ms, 0),
+            TraceEvent::Disconnected { last_index } => {
+                (5, 0, 0, 0, last_index.unwrap_or(u64::MAX), 0, 0)
+            }
         };
         out.extend_from_slice(&[kind, b1, b2, 0]);
         out.extend_from_slice(&a.to_le_bytes());
@@ -180,7 +190,10 @@ impl TraceEvent {
                 lost_calibration_packets: c,
             }),
             2 => TraceEvent::OverCurrent { index: x },
-            3 => TraceEvent::Uncalibrated { from_index: x, count: y },
+            3 => TraceEvent::Uncalibrated {
+                from_index: x,
+                count: y,
+            },
             4 => TraceEvent::Stalled {
                 at_index: x,
                 silent_ms: y,
@@ -266,7 +279,8 @@ pub fn create_sink(path: &Path, meta: &TraceMeta) -> Result<Box<dyn SampleSink>>
 
 /// Whether a path names a CSV file.
 pub fn is_csv(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
 }
 
 /// How a [`TraceWriter`] writes.
@@ -305,7 +319,9 @@ impl ChunkBuf {
 
     fn encode(&self) -> Vec<u8> {
         let n = self.main.len();
-        let mut b = Vec::with_capacity(24 + self.runs.len() * RUN_LEN + self.events.len() * EVENT_LEN + n * 16);
+        let mut b = Vec::with_capacity(
+            24 + self.runs.len() * RUN_LEN + self.events.len() * EVENT_LEN + n * 16,
+        );
         let first = self.runs.first().map_or(u64::MAX, |r| r.0);
         b.extend_from_slice(&first.to_le_bytes());
         for v in [n, self.runs.len(), self.events.len(), 0] {
@@ -367,10 +383,16 @@ impl TraceWriter {
     }
 
     /// Create (or truncate) a trace file.
-    pub fn create_with(path: impl AsRef<Path>, meta: &TraceMeta, opts: WriterOptions) -> Result<TraceWriter> {
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        meta: &TraceMeta,
+        opts: WriterOptions,
+    ) -> Result<TraceWriter> {
         let path = path.as_ref().to_path_buf();
-        let mut file = File::create(&path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
-        let meta_json = serde_json::to_vec(meta).map_err(|e| Error::InvalidArgument(format!("trace metadata: {e}")))?;
+        let mut file =
+            File::create(&path).map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+        let meta_json = serde_json::to_vec(meta)
+            .map_err(|e| Error::InvalidArgument(format!("trace metadata: {e}")))?;
         let mut h = Vec::with_capacity(20 + meta_json.len());
         h.extend_from_slice(FILE_MAGIC);
         h.extend_from_slice(&VERSION.to_le_bytes());
@@ -454,10 +476,20 @@ impl TraceWriter {
         frame.extend_from_slice(&body);
         self.file
             .write_all(&frame)
-            .and_then(|_| if self.opts.sync { self.file.sync_data() } else { Ok(()) })
+            .and_then(|_| {
+                if self.opts.sync {
+                    self.file.sync_data()
+                } else {
+                    Ok(())
+                }
+            })
             .map_err(|e| Error::io(format!("write {}", self.path.display()), e))?;
         let first = self.cur.runs.first().map_or(u64::MAX, |r| r.0);
-        let end = self.cur.runs.last().map_or(u64::MAX, |r| r.0 + u64::from(r.1));
+        let end = self
+            .cur
+            .runs
+            .last()
+            .map_or(u64::MAX, |r| r.0 + u64::from(r.1));
         self.index.push(IndexEntry {
             offset: self.offset,
             first_index: first,
@@ -600,7 +632,8 @@ impl TraceReader {
     /// Open a trace: use the index if the footer is intact, else scan.
     pub fn open(path: impl AsRef<Path>) -> Result<TraceReader> {
         let path = path.as_ref().to_path_buf();
-        let mut file = File::open(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        let mut file =
+            File::open(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         let len = file
             .metadata()
             .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
@@ -611,7 +644,8 @@ impl TraceReader {
             msg,
         };
         let mut head = [0u8; 16];
-        read_exact_at(&mut file, 0, &mut head).map_err(|_| fmt(0, "too short for a trace header".into()))?;
+        read_exact_at(&mut file, 0, &mut head)
+            .map_err(|_| fmt(0, "too short for a trace header".into()))?;
         if &head[..8] != FILE_MAGIC {
             return Err(fmt(0, "not a monsoon trace (bad magic)".into()));
         }
@@ -621,7 +655,10 @@ impl TraceReader {
         }
         let meta_len = u32::from_le_bytes([head[12], head[13], head[14], head[15]]) as u64;
         if 16 + meta_len + 4 > len {
-            return Err(fmt(12, format!("metadata length {meta_len} runs past the end of the file")));
+            return Err(fmt(
+                12,
+                format!("metadata length {meta_len} runs past the end of the file"),
+            ));
         }
         let mut meta_buf = vec![0u8; meta_len as usize + 4];
         read_exact_at(&mut file, 16, &mut meta_buf).map_err(|e| fmt(16, e.to_string()))?;
@@ -703,7 +740,8 @@ impl TraceReader {
                     // The index block of a file whose footer was torn off is
                     // not a loss; anything else is.
                     let mut tag = [0u8; 4];
-                    let at_index = read_exact_at(&mut self.file, off, &mut tag).is_ok() && &tag == INDEX_MAGIC;
+                    let at_index =
+                        read_exact_at(&mut self.file, off, &mut tag).is_ok() && &tag == INDEX_MAGIC;
                     if !at_index {
                         stopped = Some(e.to_string());
                     }
@@ -732,20 +770,26 @@ impl TraceReader {
             msg,
         };
         let mut h = [0u8; CHUNK_HEADER_LEN];
-        read_exact_at(&mut self.file, off, &mut h).map_err(|_| fmt(off, "truncated chunk header".into()))?;
+        read_exact_at(&mut self.file, off, &mut h)
+            .map_err(|_| fmt(off, "truncated chunk header".into()))?;
         if &h[..4] != CHUNK_MAGIC {
             return Err(fmt(off, "no chunk starts here (bad chunk magic)".into()));
         }
         let body_len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
         if body_len > MAX_BODY || off + (CHUNK_HEADER_LEN + body_len) as u64 > len {
-            return Err(fmt(off, format!("chunk of {body_len} bytes runs past the end of the file (truncated)")));
+            return Err(fmt(
+                off,
+                format!("chunk of {body_len} bytes runs past the end of the file (truncated)"),
+            ));
         }
         let mut body = vec![0u8; body_len];
-        read_exact_at(&mut self.file, off + CHUNK_HEADER_LEN as u64, &mut body).map_err(|e| fmt(off, e.to_string()))?;
+        read_exact_at(&mut self.file, off + CHUNK_HEADER_LEN as u64, &mut body)
+            .map_err(|e| fmt(off, e.to_string()))?;
         if crc32(&body).to_le_bytes() != h[8..12] {
             return Err(fmt(off, "chunk checksum mismatch".into()));
         }
-        let chunk = parse_body(&body).map_err(|(rel, msg)| fmt(off + CHUNK_HEADER_LEN as u64 + rel as u64, msg))?;
+        let chunk = parse_body(&body)
+            .map_err(|(rel, msg)| fmt(off + CHUNK_HEADER_LEN as u64 + rel as u64, msg))?;
         let info = ChunkInfo {
             offset: off,
             first_index: chunk.samples.first().map_or(u64::MAX, |s| s.index),
@@ -778,10 +822,9 @@ impl TraceReader {
 
     /// Read chunk `i`.
     pub fn chunk(&mut self, i: usize) -> Result<Chunk> {
-        let info = *self
-            .chunks
-            .get(i)
-            .ok_or_else(|| Error::InvalidArgument(format!("{}: no chunk {i}", self.path.display())))?;
+        let info = *self.chunks.get(i).ok_or_else(|| {
+            Error::InvalidArgument(format!("{}: no chunk {i}", self.path.display()))
+        })?;
         let len = self
             .file
             .metadata()
@@ -841,8 +884,14 @@ fn parse_body(b: &[u8]) -> std::result::Result<Chunk, (usize, String)> {
     let n_runs = u32at(12)?;
     let n_events = u32at(16)?;
     let runs_at = 24usize;
-    let events_at = runs_at + n_runs.checked_mul(RUN_LEN).ok_or((12, "run count overflows".to_string()))?;
-    let cols_at = events_at + n_events.checked_mul(EVENT_LEN).ok_or((16, "event count overflows".to_string()))?;
+    let events_at = runs_at
+        + n_runs
+            .checked_mul(RUN_LEN)
+            .ok_or((12, "run count overflows".to_string()))?;
+    let cols_at = events_at
+        + n_events
+            .checked_mul(EVENT_LEN)
+            .ok_or((16, "event count overflows".to_string()))?;
     let need = n.checked_mul(16).and_then(|c| c.checked_add(cols_at));
     if need != Some(b.len()) {
         return Err((8, format!("counts ({n} samples, {n_runs} runs, {n_events} events) do not match the chunk size {}", b.len())));
@@ -858,12 +907,16 @@ fn parse_body(b: &[u8]) -> std::result::Result<Chunk, (usize, String)> {
         indices.extend((0..len as u64).map(|k| start.saturating_add(k)));
     }
     if indices.len() != n || indices.windows(2).any(|w| w[1] <= w[0]) {
-        return Err((runs_at, "runs do not describe increasing indices for every sample".into()));
+        return Err((
+            runs_at,
+            "runs do not describe increasing indices for every sample".into(),
+        ));
     }
     let mut events = Vec::with_capacity(n_events);
     for k in 0..n_events {
         let o = events_at + k * EVENT_LEN;
-        let e = TraceEvent::decode(&b[o..o + EVENT_LEN]).ok_or((o, format!("unknown event kind {}", b[o])))?;
+        let e = TraceEvent::decode(&b[o..o + EVENT_LEN])
+            .ok_or((o, format!("unknown event kind {}", b[o])))?;
         events.push(e);
     }
     let col = |c: usize, i: usize| {

@@ -15,7 +15,10 @@ fn sample(index: u64) -> Sample {
 
 /// Samples 0..n with a gap of 7 at 1000 and one of 3 at 2500.
 fn samples(n: u64) -> Vec<Sample> {
-    (0..n).filter(|i| !(1000..1007).contains(i) && !(2500..2503).contains(i)).map(sample).collect()
+    (0..n)
+        .filter(|i| !(1000..1007).contains(i) && !(2500..2503).contains(i))
+        .map(sample)
+        .collect()
 }
 
 fn write(path: &Path, s: &[Sample], opts: WriterOptions) -> TraceWriter {
@@ -79,7 +82,12 @@ fn a_killed_recorder_loses_at_most_the_last_chunk() {
     assert_eq!(live.read_all().unwrap().samples, s[..3000].to_vec());
     w.finish().unwrap();
     let full = std::fs::read(&p).unwrap();
-    let starts: Vec<u64> = TraceReader::open(&p).unwrap().chunks().iter().map(|c| c.offset).collect();
+    let starts: Vec<u64> = TraceReader::open(&p)
+        .unwrap()
+        .chunks()
+        .iter()
+        .map(|c| c.offset)
+        .collect();
     assert_eq!(starts.len(), 4);
     // Cut the file inside chunks, right before a chunk ends, and inside the
     // index: only whole chunks survive.
@@ -103,14 +111,28 @@ fn a_killed_recorder_loses_at_most_the_last_chunk() {
 fn corruption_is_reported_with_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("t.mtrace");
-    write(&p, &samples(3000), WriterOptions { chunk_samples: 1000, sync: false }).finish().unwrap();
+    write(
+        &p,
+        &samples(3000),
+        WriterOptions {
+            chunk_samples: 1000,
+            sync: false,
+        },
+    )
+    .finish()
+    .unwrap();
     let mut bytes = std::fs::read(&p).unwrap();
     let off = TraceReader::open(&p).unwrap().chunks()[1].offset;
     bytes[off as usize + 40] ^= 0xFF;
     std::fs::write(&p, &bytes).unwrap();
     let mut r = TraceReader::open(&p).unwrap();
     let e = r.read_all().unwrap_err().to_string();
-    assert!(e.contains("t.mtrace") && e.contains(&format!("byte offset {off}")) && e.contains("checksum"), "{e}");
+    assert!(
+        e.contains("t.mtrace")
+            && e.contains(&format!("byte offset {off}"))
+            && e.contains("checksum"),
+        "{e}"
+    );
     // A file that is not a trace at all.
     std::fs::write(&p, b"hello").unwrap();
     let e = TraceReader::open(&p).unwrap_err().to_string();
@@ -148,13 +170,23 @@ fn csv_import_errors_name_the_line() {
     let p = dir.path().join("bad.csv");
     std::fs::write(&p, "Time (ms), Main (mA)\n0,1\n0.2,x\n").unwrap();
     let e = read_csv(&p).unwrap_err().to_string();
-    assert!(e.ends_with("bad.csv:3: Main(mA) \"x\" is not a number"), "{e}");
+    assert!(
+        e.ends_with("bad.csv:3: Main(mA) \"x\" is not a number"),
+        "{e}"
+    );
     std::fs::write(&p, "Time(ms),Main(mA)\n0.4,1\n0.2,1\n").unwrap();
     assert!(read_csv(&p).unwrap_err().to_string().contains("bad.csv:3:"));
     std::fs::write(&p, "Main(mA)\n1\n").unwrap();
-    assert!(read_csv(&p).unwrap_err().to_string().contains("bad.csv:1: no Time(ms)"));
+    assert!(read_csv(&p)
+        .unwrap_err()
+        .to_string()
+        .contains("bad.csv:1: no Time(ms)"));
     // Columns found by name, extra columns ignored, missing ones zero.
-    std::fs::write(&p, "Main Voltage(V),Extra,Time(ms),Main(mA)\n4.0,9,1.0,500\n").unwrap();
+    std::fs::write(
+        &p,
+        "Main Voltage(V),Extra,Time(ms),Main(mA)\n4.0,9,1.0,500\n",
+    )
+    .unwrap();
     let s = read_csv(&p).unwrap();
     assert_eq!(
         s,
