@@ -18,13 +18,21 @@ pub enum Error {
     Decode { path: PathBuf, msg: String },
     /// A tensor given at run time does not have the shape the graph expects.
     #[error("input '{name}': expected shape {expected:?}, got {got:?}")]
-    InputShape { name: String, expected: Vec<usize>, got: Vec<usize> },
+    InputShape {
+        name: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
     /// The requested model is not known.
     #[error("unknown model '{0}' (see `ulayer-agent models`)")]
     UnknownModel(String),
     /// Input/output failure with the file involved.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A data set error (fetching, images, labels).
     #[error(transparent)]
     Data(#[from] datasets::Error),
@@ -36,7 +44,10 @@ pub enum Error {
 impl Error {
     /// Shorthand for an error about one node.
     pub fn node(node: impl Into<String>, msg: impl Into<String>) -> Self {
-        Error::Node { node: node.into(), msg: msg.into() }
+        Error::Node {
+            node: node.into(),
+            msg: msg.into(),
+        }
     }
 }
 

@@ -115,11 +115,17 @@ fn default_warmup() -> usize {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Response {
     Hello(AgentInfo),
-    Models { models: Vec<ModelInfo> },
-    Classified { results: Vec<Classification> },
+    Models {
+        models: Vec<ModelInfo>,
+    },
+    Classified {
+        results: Vec<Classification>,
+    },
     Bench(BenchReport),
     /// The request failed; nothing else happened.
-    Error { message: String },
+    Error {
+        message: String,
+    },
     Bye,
 }
 
@@ -191,8 +197,21 @@ impl LatencyStats {
         let n = ms.len();
         let pct = |p: f64| ms[((p / 100.0 * n as f64).ceil() as usize).clamp(1, n) - 1];
         let mean = ms.iter().sum::<f64>() / n as f64;
-        let var = if n > 1 { ms.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
-        Some(LatencyStats { runs: n, p50_ms: pct(50.0), p90_ms: pct(90.0), p99_ms: pct(99.0), mean_ms: mean, std_ms: var.sqrt(), min_ms: ms[0], max_ms: ms[n - 1] })
+        let var = if n > 1 {
+            ms.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            0.0
+        };
+        Some(LatencyStats {
+            runs: n,
+            p50_ms: pct(50.0),
+            p90_ms: pct(90.0),
+            p99_ms: pct(99.0),
+            mean_ms: mean,
+            std_ms: var.sqrt(),
+            min_ms: ms[0],
+            max_ms: ms[n - 1],
+        })
     }
 }
 
@@ -239,12 +258,17 @@ mod tests {
             other => panic!("wrong variant {other:?}"),
         }
         let back = serde_json::to_string(&r).expect("serialises");
-        assert_eq!(serde_json::from_str::<RequestEnvelope>(&back).expect("parses"), r);
+        assert_eq!(
+            serde_json::from_str::<RequestEnvelope>(&back).expect("parses"),
+            r
+        );
     }
 
     #[test]
     fn unknown_command_is_an_error() {
-        assert!(serde_json::from_str::<RequestEnvelope>(r#"{"v":1,"id":1,"cmd":"explode"}"#).is_err());
+        assert!(
+            serde_json::from_str::<RequestEnvelope>(r#"{"v":1,"id":1,"cmd":"explode"}"#).is_err()
+        );
     }
 
     #[test]

@@ -13,12 +13,18 @@ pub struct Tensor {
 impl Tensor {
     /// A tensor of zeros.
     pub fn zeros(shape: &[usize]) -> Self {
-        Tensor { shape: shape.to_vec(), data: vec![0.0; shape.iter().product()] }
+        Tensor {
+            shape: shape.to_vec(),
+            data: vec![0.0; shape.iter().product()],
+        }
     }
 
     /// A tensor from its shape and data; `None` when the sizes disagree.
     pub fn from_vec(shape: &[usize], data: Vec<f32>) -> Option<Self> {
-        (shape.iter().product::<usize>() == data.len()).then(|| Tensor { shape: shape.to_vec(), data })
+        (shape.iter().product::<usize>() == data.len()).then(|| Tensor {
+            shape: shape.to_vec(),
+            data,
+        })
     }
 
     /// The shape, outermost dimension first.
@@ -61,7 +67,12 @@ impl Tensor {
 
     /// A view through which disjoint slices may be written concurrently.
     pub fn shared(&mut self) -> SharedTensor<'_> {
-        SharedTensor { ptr: self.data.as_mut_ptr(), len: self.data.len(), shape: self.shape.clone(), _life: PhantomData }
+        SharedTensor {
+            ptr: self.data.as_mut_ptr(),
+            len: self.data.len(),
+            shape: self.shape.clone(),
+            _life: PhantomData,
+        }
     }
 }
 
@@ -80,7 +91,10 @@ impl Slice {
     /// The whole output of a tensor with this shape.
     pub fn whole(shape: &[usize]) -> Self {
         let (c, h) = channels_rows(shape);
-        Slice { channels: 0..c, rows: 0..h }
+        Slice {
+            channels: 0..c,
+            rows: 0..h,
+        }
     }
 
     /// True when the slice covers nothing.
@@ -143,7 +157,11 @@ impl<'a> SharedTensor<'a> {
     /// the returned slice; ranges handed to concurrent workers must not overlap.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn range_mut(&self, start: usize, n: usize) -> &mut [f32] {
-        assert!(start + n <= self.len, "range {start}+{n} outside tensor of {}", self.len);
+        assert!(
+            start + n <= self.len,
+            "range {start}+{n} outside tensor of {}",
+            self.len
+        );
         std::slice::from_raw_parts_mut(self.ptr.add(start), n)
     }
 
@@ -165,7 +183,19 @@ mod tests {
 
     #[test]
     fn whole_slice_of_nchw_and_fc() {
-        assert_eq!(Slice::whole(&[1, 8, 5, 5]), Slice { channels: 0..8, rows: 0..5 });
-        assert_eq!(Slice::whole(&[1, 1000]), Slice { channels: 0..1000, rows: 0..1 });
+        assert_eq!(
+            Slice::whole(&[1, 8, 5, 5]),
+            Slice {
+                channels: 0..8,
+                rows: 0..5
+            }
+        );
+        assert_eq!(
+            Slice::whole(&[1, 1000]),
+            Slice {
+                channels: 0..1000,
+                rows: 0..1
+            }
+        );
     }
 }

@@ -8,6 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use ulayer::backend::cpu::CpuBackend;
+use ulayer::backend::Precision;
+use ulayer::exec::Executor;
 use ulayer::onnx::reference::{check_close, OrtInputs, OrtJob, OrtReference};
 use ulayer::ops::{Activation, Op};
 use ulayer::{Error, Graph, Tensor};
@@ -465,6 +468,174 @@ fn onnxruntime_agrees_on_reexported_models() {
                 .unwrap_or_else(|e| panic!("{e}"));
         }
     }
+}
+
+/// Our CPU F32 executor on every imported model (optimized, as the agent runs it) against
+/// onnxruntime on the original model, same inputs, within the tolerances.
+#[test]
+fn cpu_executor_matches_onnxruntime_on_every_model() {
+    let Some(r) = ort() else { return };
+    let models: Vec<(String, PathBuf)> = all_models()
+        .into_iter()
+        .filter(|(n, _)| !REFUSED.contains(&n.as_str()))
+        .collect();
+    let jobs: Vec<OrtJob> = models
+        .iter()
+        .map(|(_, p)| OrtJob::new(p, OrtInputs::Seed(11)))
+        .collect();
+    let references = r.run_batch(&jobs).unwrap_or_else(|e| panic!("{e}"));
+    let mut failures = Vec::new();
+    for ((name, path), reference) in models.iter().zip(&references) {
+        let g = ulayer::onnx::import_file(path)
+            .and_then(Graph::optimized)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let inputs: Vec<Tensor> = reference.inputs.iter().map(|(_, t)| t.clone()).collect();
+        let ours = CpuBackend::new(2)
+            .and_then(|b| Executor::new(&g, b, Precision::F32))
+            .and_then(|mut exec| exec.run(&inputs))
+            .map(|(outputs, _trace)| outputs);
+        match ours {
+            Err(e) => failures.push(format!("{name}: {e}")),
+            Ok(ours) => {
+                for ((out, want), got) in reference.outputs.iter().zip(&ours) {
+                    if let Err(e) =
+                        check_close(&format!("{name} output {out}"), got, want, REL, ABS)
+                    {
+                        failures.push(e);
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} model(s) differ from onnxruntime:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Deterministic values in [-1, 1).
+fn values(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn tensor(seed: u64, shape: &[usize]) -> Tensor {
+    Tensor::from_vec(shape, values(seed, shape.iter().product())).expect("sizes agree")
+}
+
+/// An IR graph with what only our side makes (fused activations on convolutions and fully
+/// connected layers, a fully connected layer on a 3-D input, a constant node named apart from
+/// its value): onnxruntime on its export, through the reference helper, agrees with our
+/// executor.
+#[test]
+fn exported_ir_graph_matches_cpu_executor() {
+    let Some(r) = ort() else { return };
+    use ulayer::graph::ValueInfo;
+    use ulayer::ops::{Conv2d, Gemm, Lrn, Pad};
+    let node = |name: &str, op: Op, inputs: &[&str], output: &str| ulayer::Node {
+        name: name.into(),
+        op,
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        output: output.into(),
+    };
+    let conv = Conv2d {
+        weight: tensor(1, &[6, 3, 3, 3]),
+        bias: Some(tensor(2, &[6])),
+        stride: [2, 2],
+        dilation: [1, 1],
+        pads: [1, 0, 1, 1],
+        groups: 1,
+        activation: Activation::Clip { min: 0.0, max: 6.0 },
+    };
+    let fc = |seed, out, inp, activation| Gemm {
+        weight: tensor(seed, &[out, inp]),
+        bias: Some(tensor(seed + 1, &[out])),
+        activation,
+    };
+    let g = Graph {
+        name: "ir_only".into(),
+        inputs: vec![ValueInfo {
+            name: "x".into(),
+            shape: vec![1, 3, 8, 8],
+        }],
+        nodes: vec![
+            node("conv", Op::Conv2d(conv), &["x"], "c"),
+            node(
+                "lrn",
+                Op::Lrn(Lrn {
+                    size: 3,
+                    alpha: 1e-2,
+                    beta: 0.75,
+                    bias: 1.0,
+                }),
+                &["c"],
+                "l",
+            ),
+            node(
+                "pad",
+                Op::Pad(Pad {
+                    pads: [0, 1, 1, 0],
+                    value: -0.25,
+                }),
+                &["l"],
+                "p",
+            ),
+            node("gap", Op::GlobalAveragePool, &["p"], "g"),
+            node("flat", Op::Flatten { axis: 1 }, &["g"], "f"),
+            node("fc", Op::Gemm(fc(3, 8, 6, Activation::Relu)), &["f"], "h"),
+            node(
+                "reshape",
+                Op::Reshape {
+                    shape: vec![1, 2, 4],
+                },
+                &["h"],
+                "h3",
+            ),
+            node(
+                "fc3",
+                Op::Gemm(fc(
+                    5,
+                    3,
+                    4,
+                    Activation::Clip {
+                        min: -0.1,
+                        max: 0.2,
+                    },
+                )),
+                &["h3"],
+                "o",
+            ),
+            node("offset", Op::Constant(tensor(7, &[3])), &[], "offset_value"),
+            node("add", Op::Add, &["o", "offset_value"], "y"),
+        ],
+        outputs: vec!["y".into(), "h".into()],
+        weights: ulayer::WeightsOrigin::Seeded,
+    };
+    let reference = r.run_graph_seeded(&g, 5).unwrap_or_else(|e| panic!("{e}"));
+    let inputs: Vec<Tensor> = reference.inputs.iter().map(|(_, t)| t.clone()).collect();
+    let ours = Executor::new(&g, CpuBackend::new(2).expect("cpu backend"), Precision::F32)
+        .and_then(|mut e| e.run(&inputs))
+        .expect("runs")
+        .0;
+    assert_eq!(ours.len(), 2);
+    for ((out, want), got) in reference.outputs.iter().zip(&ours) {
+        check_close(&format!("ir_only output {out}"), got, want, REL, ABS)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // The same through the one-call helper, on the inputs just used.
+    let again = r
+        .run_graph(&g, &inputs.iter().collect::<Vec<_>>())
+        .expect("runs");
+    assert_eq!(again[0], reference.outputs[0].1);
 }
 
 /// The export of an imported model round-trips: importing it again gives the same graph.

@@ -16,7 +16,9 @@ pub enum Processor {
 
 /// The arithmetic a layer runs in (storage follows the precision, except processor-friendly
 /// quantization where QUInt8 storage meets F16 GPU arithmetic).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     F32,
@@ -44,11 +46,23 @@ pub trait Backend: Send + Sync {
     fn processor(&self) -> Processor;
 
     /// Turns a node into a prepared kernel for these shapes and precision.
-    fn prepare(&self, node: &Node, input_shapes: &[&[usize]], output_shape: &[usize], precision: Precision) -> Result<Self::Prepared>;
+    fn prepare(
+        &self,
+        node: &Node,
+        input_shapes: &[&[usize]],
+        output_shape: &[usize],
+        precision: Precision,
+    ) -> Result<Self::Prepared>;
 
     /// Computes output channels `slice.channels` and rows `slice.rows` of the node into
     /// `out`, writing nothing outside the slice.
-    fn run(&self, prepared: &Self::Prepared, inputs: &[&Tensor], out: &SharedTensor<'_>, slice: &Slice) -> Result<()>;
+    fn run(
+        &self,
+        prepared: &Self::Prepared,
+        inputs: &[&Tensor],
+        out: &SharedTensor<'_>,
+        slice: &Slice,
+    ) -> Result<()>;
 
     /// Runs `f` (a sequence of `run` calls, e.g. a whole inference) in the backend's execution
     /// context, so that each `run` avoids a hand-off to its workers (the CPU backend runs `f`

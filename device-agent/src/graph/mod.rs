@@ -51,7 +51,10 @@ pub struct Graph {
 
 impl Graph {
     fn err(&self, msg: impl Into<String>) -> Error {
-        Error::Graph { graph: self.name.clone(), msg: msg.into() }
+        Error::Graph {
+            graph: self.name.clone(),
+            msg: msg.into(),
+        }
     }
 
     /// Checks the graph and infers every value's shape. Errors name the node at fault.
@@ -70,16 +73,33 @@ impl Graph {
             }
             let arity = n.op.arity();
             if arity != usize::MAX && n.inputs.len() != arity {
-                return Err(Error::node(&n.name, format!("{} takes {arity} input(s), got {}", n.op.kind(), n.inputs.len())));
+                return Err(Error::node(
+                    &n.name,
+                    format!(
+                        "{} takes {arity} input(s), got {}",
+                        n.op.kind(),
+                        n.inputs.len()
+                    ),
+                ));
             }
             let ins = n
                 .inputs
                 .iter()
-                .map(|v| shapes.get(v).map(|s| s.as_slice()).ok_or_else(|| Error::node(&n.name, format!("reads '{v}', which no earlier node or input produces"))))
+                .map(|v| {
+                    shapes.get(v).map(|s| s.as_slice()).ok_or_else(|| {
+                        Error::node(
+                            &n.name,
+                            format!("reads '{v}', which no earlier node or input produces"),
+                        )
+                    })
+                })
                 .collect::<Result<Vec<_>>>()?;
             let out = n.op.output_shape(&n.name, &ins)?;
             if shapes.insert(n.output.clone(), out).is_some() {
-                return Err(Error::node(&n.name, format!("output '{}' is produced twice", n.output)));
+                return Err(Error::node(
+                    &n.name,
+                    format!("output '{}' is produced twice", n.output),
+                ));
             }
         }
         if self.outputs.is_empty() {
@@ -121,8 +141,13 @@ impl Graph {
 
 /// Sorts nodes so that every node comes after the producers of its inputs; errors on a
 /// cycle or a value that nothing produces, naming the node.
-pub fn topological_sort(graph_name: &str, inputs: &[ValueInfo], mut nodes: Vec<Node>) -> Result<Vec<Node>> {
-    let mut available: std::collections::HashSet<String> = inputs.iter().map(|i| i.name.clone()).collect();
+pub fn topological_sort(
+    graph_name: &str,
+    inputs: &[ValueInfo],
+    mut nodes: Vec<Node>,
+) -> Result<Vec<Node>> {
+    let mut available: std::collections::HashSet<String> =
+        inputs.iter().map(|i| i.name.clone()).collect();
     let mut out = Vec::with_capacity(nodes.len());
     while !nodes.is_empty() {
         let before = nodes.len();
@@ -137,10 +162,17 @@ pub fn topological_sort(graph_name: &str, inputs: &[ValueInfo], mut nodes: Vec<N
         }
         if rest.len() == before {
             let n = &rest[0];
-            let missing: Vec<&String> = n.inputs.iter().filter(|i| !available.contains(*i)).collect();
+            let missing: Vec<&String> = n
+                .inputs
+                .iter()
+                .filter(|i| !available.contains(*i))
+                .collect();
             return Err(Error::Graph {
                 graph: graph_name.into(),
-                msg: format!("node '{}' reads {:?}, which no input or node produces (or a cycle)", n.name, missing),
+                msg: format!(
+                    "node '{}' reads {:?}, which no input or node produces (or a cycle)",
+                    n.name, missing
+                ),
             });
         }
         nodes = rest;

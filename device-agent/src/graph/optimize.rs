@@ -43,7 +43,11 @@ fn drop_identities(g: &mut Graph) {
 
 /// Index of the single node producing `value` if only that node reads... returns producer index.
 fn producers(g: &Graph) -> HashMap<String, usize> {
-    g.nodes.iter().enumerate().map(|(i, n)| (n.output.clone(), i)).collect()
+    g.nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.output.clone(), i))
+        .collect()
 }
 
 /// Folds `BatchNorm(Conv(x))` into the convolution when the conv's output has no other reader.
@@ -56,7 +60,12 @@ fn fold_batchnorm(g: &mut Graph) {
                 let readers = g.readers();
                 let src = &g.nodes[i].inputs[0];
                 match prod.get(src) {
-                    Some(&p) if readers.get(src.as_str()) == Some(&1) && matches!(&g.nodes[p].op, Op::Conv2d(c) if c.activation == Activation::None) => Some((p, bn.affine())),
+                    Some(&p)
+                        if readers.get(src.as_str()) == Some(&1)
+                            && matches!(&g.nodes[p].op, Op::Conv2d(c) if c.activation == Activation::None) =>
+                    {
+                        Some((p, bn.affine()))
+                    }
                     _ => None,
                 }
             }
@@ -73,7 +82,11 @@ fn fold_batchnorm(g: &mut Graph) {
                         *v *= mul;
                     }
                 }
-                let mut bias = c.bias.take().map(|b| b.into_vec()).unwrap_or_else(|| vec![0.0; m]);
+                let mut bias = c
+                    .bias
+                    .take()
+                    .map(|b| b.into_vec())
+                    .unwrap_or_else(|| vec![0.0; m]);
                 for (oc, (mul, off)) in affine.iter().enumerate() {
                     bias[oc] = bias[oc] * mul + off;
                 }

@@ -30,9 +30,19 @@ impl Graph {
             .map(|n| {
                 let ins: Vec<&[usize]> = n.inputs.iter().map(|i| shapes[i].as_slice()).collect();
                 let out = &shapes[&n.output];
-                LayerStats { name: n.name.clone(), kind: n.op.kind().into(), output_shape: out.clone(), parameters: n.op.parameters(), macs: n.op.macs(&ins, out) }
+                LayerStats {
+                    name: n.name.clone(),
+                    kind: n.op.kind().into(),
+                    output_shape: out.clone(),
+                    parameters: n.op.parameters(),
+                    macs: n.op.macs(&ins, out),
+                }
             })
             .collect();
-        Ok(GraphStats { parameters: layers.iter().map(|l| l.parameters).sum(), macs: layers.iter().map(|l| l.macs).sum(), layers })
+        Ok(GraphStats {
+            parameters: layers.iter().map(|l| l.parameters).sum(),
+            macs: layers.iter().map(|l| l.macs).sum(),
+            layers,
+        })
     }
 }

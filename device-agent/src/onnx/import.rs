@@ -1,7 +1,8 @@
 //! ONNX → graph IR: decoding, graph inputs, initializers, the per-node conversion (in
 //! [`super::convert`]), then sorting, shape-dependent fix-ups (SAME padding, negative axes,
 //! pre-13 Softmax) and validation.
-use super::convert::{self, Ctx, Fixup};
+use super::context::{Constant, Ctx, Fixup};
+use super::convert;
 use super::proto::{self, ModelProto, NodeProto};
 use super::values::{self, elements};
 use crate::graph::{self, ValueInfo};
@@ -101,7 +102,7 @@ fn import_model(bytes: &[u8], path: &Path, fallback_name: &str) -> Result<Graph>
         let v = values::decode(t).map_err(|m| gerr(format!("initializer '{}': {m}", t.name())))?;
         consts.insert(
             t.name().to_string(),
-            convert::Constant {
+            Constant {
                 value: v,
                 node: None,
             },

@@ -15,6 +15,7 @@
 //! The protobuf types ([`proto`]) are generated at build time from the vendored
 //! `proto/onnx.proto` (build.rs: protox + prost-build).
 mod attributes;
+mod context;
 mod convert;
 mod export;
 mod import;

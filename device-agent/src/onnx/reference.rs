@@ -3,7 +3,22 @@
 //! the oracle of the "matches onnxruntime within 1e-4 relative / 1e-5 absolute" tests.
 //!
 //! Python is `$ULAB_PYTHON`, or `<repo>/.venv/bin/python` (made by
-//! `python3 -m venv .venv && .venv/bin/pip install -r tools/requirements.txt`).
+//! `python3 -m venv .venv && .venv/bin/pip install -r tools/requirements.txt`). Each call
+//! starts Python once; [`OrtReference::run_graphs`] and [`OrtReference::run_batch`] run many
+//! models in that one process (about a second saved per model).
+//!
+//! ```no_run
+//! # fn compare(graph: &ulayer::Graph) -> ulayer::Result<()> {
+//! use ulayer::onnx::reference::{check_close, OrtReference};
+//! let ort = OrtReference::from_env();
+//! let run = ort.run_graph_seeded(graph, 0)?; // inputs drawn by numpy, returned with the outputs
+//! let input = &run.inputs[0].1;
+//! let ours = ulayer::exec::run_graph_f32(&graph.clone().optimized()?, input, 2)?;
+//! check_close(&graph.name, &ours[0], &run.outputs[0].1, 1e-4, 1e-5).map_err(ulayer::Error::Other)?;
+//! # Ok(())
+//! # }
+//! # fn main() {}
+//! ```
 use super::npy;
 use crate::tensor::Tensor;
 use crate::{Error, Graph, Result};

@@ -109,7 +109,10 @@ impl Op {
         let one = || -> Result<&[usize]> {
             match inputs {
                 [x] => Ok(x),
-                _ => Err(crate::Error::node(node, format!("expects 1 input, got {}", inputs.len()))),
+                _ => Err(crate::Error::node(
+                    node,
+                    format!("expects 1 input, got {}", inputs.len()),
+                )),
             }
         };
         match self {
@@ -167,7 +170,14 @@ impl Op {
     /// True for ops whose output can be computed by output-channel and output-row slices
     /// independently (every op except the ones that reorder elements across channels).
     pub fn sliceable(&self) -> bool {
-        !matches!(self, Op::Flatten { .. } | Op::Reshape { .. } | Op::Softmax { .. } | Op::Constant(_) | Op::MatMul)
+        !matches!(
+            self,
+            Op::Flatten { .. }
+                | Op::Reshape { .. }
+                | Op::Softmax { .. }
+                | Op::Constant(_)
+                | Op::MatMul
+        )
     }
 }
 
@@ -175,19 +185,36 @@ impl Op {
 pub(crate) fn expect_nchw(node: &str, what: &str, s: &[usize]) -> Result<[usize; 4]> {
     match s {
         [n, c, h, w] => Ok([*n, *c, *h, *w]),
-        _ => Err(crate::Error::node(node, format!("{what} must be 4-D NCHW, got shape {s:?}"))),
+        _ => Err(crate::Error::node(
+            node,
+            format!("{what} must be 4-D NCHW, got shape {s:?}"),
+        )),
     }
 }
 
 /// Output size of a sliding window along one dimension (ONNX formula, floor or ceil mode).
-pub(crate) fn window_out(node: &str, len: usize, pad: usize, k_eff: usize, stride: usize, ceil: bool) -> Result<usize> {
+pub(crate) fn window_out(
+    node: &str,
+    len: usize,
+    pad: usize,
+    k_eff: usize,
+    stride: usize,
+    ceil: bool,
+) -> Result<usize> {
     let padded = len + pad;
     if stride == 0 {
         return Err(crate::Error::node(node, "stride must be positive"));
     }
     if padded < k_eff {
-        return Err(crate::Error::node(node, format!("window {k_eff} larger than padded input {padded}")));
+        return Err(crate::Error::node(
+            node,
+            format!("window {k_eff} larger than padded input {padded}"),
+        ));
     }
     let span = padded - k_eff;
-    Ok(if ceil { span.div_ceil(stride) + 1 } else { span / stride + 1 })
+    Ok(if ceil {
+        span.div_ceil(stride) + 1
+    } else {
+        span / stride + 1
+    })
 }

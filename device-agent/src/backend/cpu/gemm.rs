@@ -31,13 +31,14 @@ pub enum Orientation {
 }
 
 impl Orientation {
-    /// The cheaper orientation for an `m × n` product: the one wasting fewer vector lanes
-    /// (activations-broadcast stores are scattered for NCHW outputs, so it must win by 5%).
+    /// The orientation for an `m × n` product. Outputs contiguous along `m` (fully connected
+    /// `[rows, neurons]`) need activations broadcast (weights-broadcast tiles store along
+    /// `n`). Otherwise (NCHW, contiguous along `n`) the one wasting fewer vector lanes; the
+    /// activations-broadcast stores are then scattered, so it must win by 5%.
     pub fn choose(isa: Isa, m: usize, n: usize, out_m_contiguous: bool) -> Orientation {
         let l = isa.lanes() as f64;
         let waste = |len: usize| (len as f64 / l).ceil() * l / len.max(1) as f64;
-        let penalty = if out_m_contiguous { 1.0 } else { 1.05 };
-        if waste(m) * penalty < waste(n) || n < isa.lanes() {
+        if out_m_contiguous || waste(m) * 1.05 < waste(n) || n < isa.lanes() {
             Orientation::ActivationsBroadcast
         } else {
             Orientation::WeightsBroadcast
@@ -61,7 +62,14 @@ pub struct PackedWeights {
 impl PackedWeights {
     /// Packs `w` (`m × k`, row-major) into panels of `width` rows of `m`, each stored `k`-major:
     /// `data[(p·k + kk)·width + i] = w[(p·width + i)·k + kk]` (zero past `m`).
-    pub fn new(isa: Isa, orientation: Orientation, w: &[f32], m: usize, k: usize, bias: Option<&[f32]>) -> PackedWeights {
+    pub fn new(
+        isa: Isa,
+        orientation: Orientation,
+        w: &[f32],
+        m: usize,
+        k: usize,
+        bias: Option<&[f32]>,
+    ) -> PackedWeights {
         let (rows, vecs) = isa.gemm_tile();
         let width = match orientation {
             Orientation::WeightsBroadcast => rows,
@@ -82,7 +90,15 @@ impl PackedWeights {
         if let Some(bias) = bias {
             b.as_mut_slice()[..m].copy_from_slice(&bias[..m]);
         }
-        PackedWeights { data, bias: b, m, k, width, orientation, isa }
+        PackedWeights {
+            data,
+            bias: b,
+            m,
+            k,
+            width,
+            orientation,
+            isa,
+        }
     }
 
     /// Rows (`M`).
@@ -107,7 +123,15 @@ pub trait PackSource: Sync {
     ///
     /// # Safety
     /// `dst` must hold `(k1 - k0)·w` elements; the source must cover `k1` and `n_end`.
-    unsafe fn pack<S: Simd>(&self, k0: usize, k1: usize, n0: usize, n_end: usize, w: usize, dst: *mut f32);
+    unsafe fn pack<S: Simd>(
+        &self,
+        k0: usize,
+        k1: usize,
+        n0: usize,
+        n_end: usize,
+        w: usize,
+        dst: *mut f32,
+    );
 }
 
 /// A strided matrix: `B[k, n] = ptr[k·sk + n·sn]` (1×1 convolution: `sk = H·W, sn = 1`;
@@ -125,7 +149,15 @@ unsafe impl Send for MatrixSource {}
 
 impl PackSource for MatrixSource {
     #[inline(always)]
-    unsafe fn pack<S: Simd>(&self, k0: usize, k1: usize, n0: usize, n_end: usize, w: usize, dst: *mut f32) {
+    unsafe fn pack<S: Simd>(
+        &self,
+        k0: usize,
+        k1: usize,
+        n0: usize,
+        n_end: usize,
+        w: usize,
+        dst: *mut f32,
+    ) {
         let valid = n_end.saturating_sub(n0).min(w);
         let l = S::LANES;
         if self.sn == 1 {
@@ -150,7 +182,11 @@ impl PackSource for MatrixSource {
             for k in k0..k1 {
                 let d = dst.add((k - k0) * w);
                 for j in 0..w {
-                    *d.add(j) = if j < valid { *self.ptr.add(k * self.sk + (n0 + j) * self.sn) } else { 0.0 };
+                    *d.add(j) = if j < valid {
+                        *self.ptr.add(k * self.sk + (n0 + j) * self.sn)
+                    } else {
+                        0.0
+                    };
                 }
             }
         }
@@ -175,21 +211,35 @@ const KC_MAX: usize = 1024;
 const PACK_TARGET: usize = 64 * 1024;
 
 /// Computes `C[m, n] = clamp(bias[m] + Σ_k W[m, k]·B[k, n], lo, hi)` for `m ∈ ms`, `n ∈ ns`.
+/// Weights-broadcast products need `out.sn == 1`.
 ///
 /// # Safety
 /// `out` must be valid for writes at every `(m, n)` of the ranges, and no other thread may
 /// access those elements meanwhile; `src` must cover `K × ns.end`; `ms.end <= w.m()`.
-pub unsafe fn gemm<P: PackSource>(ctx: &CpuCtx, w: &PackedWeights, src: &P, ms: Range<usize>, ns: Range<usize>, out: OutView, clamp: (f32, f32)) {
+pub unsafe fn gemm<P: PackSource>(
+    ctx: &CpuCtx,
+    w: &PackedWeights,
+    src: &P,
+    ms: Range<usize>,
+    ns: Range<usize>,
+    out: OutView,
+    clamp: (f32, f32),
+) {
     if ms.is_empty() || ns.is_empty() {
         return;
     }
     debug_assert!(ms.end <= w.m);
     debug_assert_eq!(w.isa, ctx.isa);
+    debug_assert!(w.orientation == Orientation::ActivationsBroadcast || out.sn == 1);
     let isa = w.isa;
     let (rows, vecs) = isa.gemm_tile();
     let lanes = isa.lanes();
     let k = w.k;
-    let kc = if k <= KC_MAX { k } else { k.div_ceil(k.div_ceil(KC_MAX * 3 / 4)) };
+    let kc = if k <= KC_MAX {
+        k
+    } else {
+        k.div_ceil(k.div_ceil(KC_MAX * 3 / 4))
+    };
     // Units along m (weight panels) and n (activation panels) and the most n units per task.
     let (m_unit, n_unit) = match w.orientation {
         Orientation::WeightsBroadcast => (rows, vecs * lanes),
@@ -210,7 +260,16 @@ pub unsafe fn gemm<P: PackSource>(ctx: &CpuCtx, w: &PackedWeights, src: &P, ms: 
         let n0 = ns.start + bn * nb * n_unit;
         let n1 = (n0 + nb * n_unit).min(ns.end);
         with_scratch(scratch_len, |scratch| {
-            let job = Task { w, src, m: m0..m1, n: n0..n1, kc, out, clamp, scratch: scratch.as_mut_ptr() };
+            let job = Task {
+                w,
+                src,
+                m: m0..m1,
+                n: n0..n1,
+                kc,
+                out,
+                clamp,
+                scratch: scratch.as_mut_ptr(),
+            };
             isa.dispatch(job)
         })
     });
@@ -218,7 +277,13 @@ pub unsafe fn gemm<P: PackSource>(ctx: &CpuCtx, w: &PackedWeights, src: &P, ms: 
 
 /// Chooses task sizes `(m units, n units)` per task: tasks fit the cache (`n_max`), and
 /// their count balances over `threads` (makespan in tile-work units, plus a per-task cost).
-fn plan(m_units: usize, n_units: usize, n_max: usize, threads: usize, tile_work: usize) -> (usize, usize) {
+fn plan(
+    m_units: usize,
+    n_units: usize,
+    n_max: usize,
+    threads: usize,
+    tile_work: usize,
+) -> (usize, usize) {
     let n_min_blocks = n_units.div_ceil(n_max);
     if threads <= 1 {
         return (m_units, n_units.div_ceil(n_min_blocks));
@@ -298,9 +363,21 @@ unsafe fn task_wb<S: Simd, const R: usize, const V: usize, P: PackSource>(t: &Ta
         let k1 = (k0 + t.kc).min(k);
         let kl = k1 - k0;
         for jp in 0..n_panels {
-            t.src.pack::<S>(k0, k1, n.start + jp * nr, n.end, nr, t.scratch.add(jp * kl * nr));
+            t.src.pack::<S>(
+                k0,
+                k1,
+                n.start + jp * nr,
+                n.end,
+                nr,
+                t.scratch.add(jp * kl * nr),
+            );
         }
-        let tail = TileTail { first: k0 == 0, last: k1 == k, lo: t.clamp.0, hi: t.clamp.1 };
+        let tail = TileTail {
+            first: k0 == 0,
+            last: k1 == k,
+            lo: t.clamp.0,
+            hi: t.clamp.1,
+        };
         for p in p0..p1 {
             let a = w.data.as_ptr().add((p * k + k0) * R);
             let rows = (m.start.max(p * R) - p * R, m.end.min(p * R + R) - p * R);
@@ -308,7 +385,9 @@ unsafe fn task_wb<S: Simd, const R: usize, const V: usize, P: PackSource>(t: &Ta
             for jp in 0..n_panels {
                 let b = t.scratch.add(jp * kl * nr) as *const f32;
                 let ncols = nr.min(n_len - jp * nr);
-                let c = out.ptr.wrapping_add(p * R * out.sm + (n.start + jp * nr) * out.sn);
+                let c = out
+                    .ptr
+                    .wrapping_add(p * R * out.sm + (n.start + jp * nr) * out.sn);
                 let nv = ncols.div_ceil(l);
                 let args = (kl, a, b, nr, c, out.sm, rows, ncols, bias, tail);
                 if nv == V {
@@ -334,41 +413,47 @@ struct TileTail {
     hi: f32,
 }
 
-type WbArgs = (usize, *const f32, *const f32, usize, *mut f32, usize, (usize, usize), usize, *const f32, TileTail);
+type WbArgs = (
+    usize,
+    *const f32,
+    *const f32,
+    usize,
+    *mut f32,
+    usize,
+    (usize, usize),
+    usize,
+    *const f32,
+    TileTail,
+);
 
 /// One weights-broadcast tile: rows `r` of `C` (channels `p·R + r`, only `rows.0..rows.1`
 /// are written) × `ncols` pixels.
 #[inline(always)]
-unsafe fn tile_wb<S: Simd, const R: usize, const NV: usize>((kl, a, b, bs, c, ldc, rows, ncols, bias, tail): WbArgs) {
+unsafe fn tile_wb<S: Simd, const R: usize, const NV: usize>(
+    (kl, a, b, bs, c, ldc, rows, ncols, bias, tail): WbArgs,
+) {
     let l = S::LANES;
-    let mut acc = [[S::zero(); NV]; R];
-    for (r, acc_r) in acc.iter_mut().enumerate() {
+    // The tile in memory for the data-dependent prologue and epilogue; the k loop works on a
+    // copy indexed only by constants, which stays in registers.
+    let mut buf = [[S::zero(); NV]; R];
+    for (r, acc_r) in buf.iter_mut().enumerate() {
         if tail.first {
             let bv = S::splat(*bias.add(r));
             *acc_r = [bv; NV];
         } else if r >= rows.0 && r < rows.1 {
             let cr = c.wrapping_add(r * ldc);
             for (v, a) in acc_r.iter_mut().enumerate() {
-                *a = if (v + 1) * l <= ncols { S::load(cr.add(v * l)) } else { S::load_partial(cr.add(v * l), ncols - v * l) };
+                *a = if (v + 1) * l <= ncols {
+                    S::load(cr.add(v * l))
+                } else {
+                    S::load_partial(cr.add(v * l), ncols - v * l)
+                };
             }
         }
     }
-    for kk in 0..kl {
-        let bp = b.add(kk * bs);
-        let mut bv = [S::zero(); NV];
-        for (v, x) in bv.iter_mut().enumerate() {
-            *x = S::load(bp.add(v * l));
-        }
-        let ap = a.add(kk * R);
-        for (r, acc_r) in acc.iter_mut().enumerate() {
-            let av = S::splat(*ap.add(r));
-            for v in 0..NV {
-                acc_r[v] = S::fma(av, bv[v], acc_r[v]);
-            }
-        }
-    }
+    let buf = accumulate::<S, R, NV>(buf, kl, a, R, b, bs);
     let (lo, hi) = (S::splat(tail.lo), S::splat(tail.hi));
-    for (r, acc_r) in acc.iter().enumerate() {
+    for (r, acc_r) in buf.iter().enumerate() {
         if r >= rows.0 && r < rows.1 {
             let cr = c.wrapping_add(r * ldc);
             for (v, &x) in acc_r.iter().enumerate() {
@@ -381,6 +466,48 @@ unsafe fn tile_wb<S: Simd, const R: usize, const NV: usize>((kl, a, b, bs, c, ld
             }
         }
     }
+}
+
+/// The micro-kernel: `acc[r][v] += bc[k·bs + r] · vc[k·vs + v·LANES ..]` for `k < kl`.
+/// Takes and returns the tile by value and indexes it only by constants, so that it lives in
+/// registers (a data-dependent index anywhere would keep it in memory, a store per FMA).
+#[inline(always)]
+unsafe fn accumulate<S: Simd, const R: usize, const NV: usize>(
+    init: [[S::V; NV]; R],
+    kl: usize,
+    bc: *const f32,
+    bs: usize,
+    vc: *const f32,
+    vs: usize,
+) -> [[S::V; NV]; R] {
+    let l = S::LANES;
+    let mut acc = [[S::zero(); NV]; R];
+    for r in 0..R {
+        for v in 0..NV {
+            acc[r][v] = init[r][v];
+        }
+    }
+    for kk in 0..kl {
+        let vp = vc.add(kk * vs);
+        let mut x = [S::zero(); NV];
+        for (v, xv) in x.iter_mut().enumerate() {
+            *xv = S::load(vp.add(v * l));
+        }
+        let bp = bc.add(kk * bs);
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let av = S::splat(*bp.add(r));
+            for v in 0..NV {
+                acc_r[v] = S::fma(av, x[v], acc_r[v]);
+            }
+        }
+    }
+    let mut out = [[S::zero(); NV]; R];
+    for r in 0..R {
+        for v in 0..NV {
+            out[r][v] = acc[r][v];
+        }
+    }
+    out
 }
 
 /// Activations broadcast: panels of `V·LANES` channels × tiles of `R` pixels (or rows).
@@ -399,19 +526,48 @@ unsafe fn task_ab<S: Simd, const R: usize, const V: usize, P: PackSource>(t: &Ta
         let k1 = (k0 + t.kc).min(k);
         let kl = k1 - k0;
         for jt in 0..n_tiles {
-            t.src.pack::<S>(k0, k1, n.start + jt * R, n.end, R, t.scratch.add(jt * kl * R));
+            t.src.pack::<S>(
+                k0,
+                k1,
+                n.start + jt * R,
+                n.end,
+                R,
+                t.scratch.add(jt * kl * R),
+            );
         }
-        let tail = TileTail { first: k0 == 0, last: k1 == k, lo: t.clamp.0, hi: t.clamp.1 };
+        let tail = TileTail {
+            first: k0 == 0,
+            last: k1 == k,
+            lo: t.clamp.0,
+            hi: t.clamp.1,
+        };
         for q in q0..q1 {
             let wv = w.data.as_ptr().add((q * k + k0) * vl);
-            let lanes = (m.start.max(q * vl) - q * vl, m.end.min(q * vl + vl) - q * vl);
+            let lanes = (
+                m.start.max(q * vl) - q * vl,
+                m.end.min(q * vl + vl) - q * vl,
+            );
             let bias = w.bias.as_ptr().add(q * vl);
             let nv = lanes.1.div_ceil(l);
             for jt in 0..n_tiles {
                 let a = t.scratch.add(jt * kl * R);
                 let nrows = R.min(n_len - jt * R);
-                let c = out.ptr.wrapping_add(q * vl * out.sm + (n.start + jt * R) * out.sn);
-                let args = AbArgs { kl, a, w: wv, ws: vl, c, sm: out.sm, sn: out.sn, nrows, lanes, bias, tail };
+                let c = out
+                    .ptr
+                    .wrapping_add(q * vl * out.sm + (n.start + jt * R) * out.sn);
+                let args = AbArgs {
+                    kl,
+                    a,
+                    w: wv,
+                    ws: vl,
+                    c,
+                    sm: out.sm,
+                    sn: out.sn,
+                    nrows,
+                    lanes,
+                    bias,
+                    tail,
+                };
                 macro_rules! rows_dispatch {
                     ($nv:literal) => {
                         match nrows {
@@ -490,20 +646,7 @@ unsafe fn tile_ab<S: Simd, const RR: usize, const NV: usize, const RP: usize>(g:
             }
         }
     }
-    for kk in 0..g.kl {
-        let wp = g.w.add(kk * g.ws);
-        let mut wv = [S::zero(); NV];
-        for (v, x) in wv.iter_mut().enumerate() {
-            *x = S::load(wp.add(v * l));
-        }
-        let ap = g.a.add(kk * RP);
-        for (r, acc_r) in acc.iter_mut().enumerate() {
-            let av = S::splat(*ap.add(r));
-            for v in 0..NV {
-                acc_r[v] = S::fma(av, wv[v], acc_r[v]);
-            }
-        }
-    }
+    let acc = accumulate::<S, RR, NV>(acc, g.kl, g.a, RP, g.w, g.ws);
     let (lo, hi) = (S::splat(g.tail.lo), S::splat(g.tail.hi));
     for (r, acc_r) in acc.iter().enumerate() {
         if r >= g.nrows {
@@ -516,7 +659,12 @@ unsafe fn tile_ab<S: Simd, const RR: usize, const NV: usize, const RP: usize>(g:
                 continue;
             }
             if g.sm == 1 {
-                store_lanes::<S>(g.c.wrapping_add(v * l + r * g.sn), x, vlo - v * l, vhi - v * l);
+                store_lanes::<S>(
+                    g.c.wrapping_add(v * l + r * g.sn),
+                    x,
+                    vlo - v * l,
+                    vhi - v * l,
+                );
             } else {
                 let mut t = [0.0f32; 16];
                 S::store(t.as_mut_ptr(), x);

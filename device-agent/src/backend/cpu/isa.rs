@@ -43,9 +43,15 @@ impl Isa {
         match self {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma"),
+            Isa::Avx512 => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
             #[allow(unreachable_patterns)]
@@ -55,12 +61,18 @@ impl Isa {
 
     /// The best level this machine supports.
     pub fn detect() -> Isa {
-        [Isa::Avx512, Isa::Avx2, Isa::Neon].into_iter().find(|i| i.supported()).unwrap_or(Isa::Scalar)
+        [Isa::Avx512, Isa::Avx2, Isa::Neon]
+            .into_iter()
+            .find(|i| i.supported())
+            .unwrap_or(Isa::Scalar)
     }
 
     /// Every level this machine supports, best first (the tests run each of them).
     pub fn available() -> Vec<Isa> {
-        [Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Scalar].into_iter().filter(|i| i.supported()).collect()
+        [Isa::Avx512, Isa::Avx2, Isa::Neon, Isa::Scalar]
+            .into_iter()
+            .filter(|i| i.supported())
+            .collect()
     }
 
     /// f32 lanes in one vector register.
@@ -101,7 +113,8 @@ impl Isa {
     #[inline]
     fn supported_cached(self) -> bool {
         static CACHE: OnceLock<[bool; 4]> = OnceLock::new();
-        let c = CACHE.get_or_init(|| [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon].map(Isa::supported));
+        let c = CACHE
+            .get_or_init(|| [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon].map(Isa::supported));
         c[self as usize]
     }
 }

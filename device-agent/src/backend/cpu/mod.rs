@@ -39,7 +39,10 @@ impl CpuCtx {
     /// A context with `threads` workers (a pool only when `threads > 1`) for `isa`.
     pub fn new(isa: Isa, threads: usize) -> Result<CpuCtx> {
         if !isa.supported() {
-            return Err(Error::Other(format!("CPU backend: this CPU cannot run {} kernels", isa.name())));
+            return Err(Error::Other(format!(
+                "CPU backend: this CPU cannot run {} kernels",
+                isa.name()
+            )));
         }
         let threads = threads.max(1);
         let pool = if threads > 1 {
@@ -48,7 +51,9 @@ impl CpuCtx {
                     .num_threads(threads)
                     .thread_name(|i| format!("ulayer-cpu-{i}"))
                     .build()
-                    .map_err(|e| Error::Other(format!("CPU backend: cannot start {threads} threads: {e}")))?,
+                    .map_err(|e| {
+                        Error::Other(format!("CPU backend: cannot start {threads} threads: {e}"))
+                    })?,
             )
         } else {
             None
@@ -114,10 +119,30 @@ impl Geom {
     /// The geometry of an output shape.
     pub fn of(shape: &[usize]) -> Geom {
         match shape.len() {
-            0 => Geom { outer: 1, c: 1, h: 1, inner: 1 },
-            1 => Geom { outer: 1, c: shape[0], h: 1, inner: 1 },
-            2 => Geom { outer: shape[0], c: shape[1], h: 1, inner: 1 },
-            _ => Geom { outer: shape[0], c: shape[1], h: shape[2], inner: shape[3..].iter().product() },
+            0 => Geom {
+                outer: 1,
+                c: 1,
+                h: 1,
+                inner: 1,
+            },
+            1 => Geom {
+                outer: 1,
+                c: shape[0],
+                h: 1,
+                inner: 1,
+            },
+            2 => Geom {
+                outer: shape[0],
+                c: shape[1],
+                h: 1,
+                inner: 1,
+            },
+            _ => Geom {
+                outer: shape[0],
+                c: shape[1],
+                h: shape[2],
+                inner: shape[3..].iter().product(),
+            },
         }
     }
 
@@ -129,7 +154,10 @@ impl Geom {
         }
         for o in 0..self.outer {
             for c in slice.channels.clone() {
-                f(((o * self.c + c) * self.h + slice.rows.start) * self.inner, len);
+                f(
+                    ((o * self.c + c) * self.h + slice.rows.start) * self.inner,
+                    len,
+                );
             }
         }
     }
@@ -226,7 +254,9 @@ impl CpuBackend {
 
     /// A backend forced to one instruction set (errors if this CPU lacks it).
     pub fn with_isa(threads: usize, isa: Isa) -> Result<CpuBackend> {
-        Ok(CpuBackend { ctx: CpuCtx::new(isa, threads)? })
+        Ok(CpuBackend {
+            ctx: CpuCtx::new(isa, threads)?,
+        })
     }
 
     /// The instruction set in use.
@@ -246,10 +276,22 @@ impl CpuBackend {
 }
 
 /// Checks a slice against an output shape; non-sliceable ops need the whole output.
-pub(crate) fn check_slice(node: &str, shape: &[usize], slice: &Slice, sliceable: bool) -> Result<()> {
+pub(crate) fn check_slice(
+    node: &str,
+    shape: &[usize],
+    slice: &Slice,
+    sliceable: bool,
+) -> Result<()> {
     let (c, h) = crate::tensor::channels_rows(shape);
-    if slice.channels.start > slice.channels.end || slice.rows.start > slice.rows.end || slice.channels.end > c || slice.rows.end > h {
-        return Err(Error::node(node, format!("slice {slice:?} outside output {shape:?} ({c} channels, {h} rows)")));
+    if slice.channels.start > slice.channels.end
+        || slice.rows.start > slice.rows.end
+        || slice.channels.end > c
+        || slice.rows.end > h
+    {
+        return Err(Error::node(
+            node,
+            format!("slice {slice:?} outside output {shape:?} ({c} channels, {h} rows)"),
+        ));
     }
     if !sliceable && !slice.is_empty() && *slice != Slice::whole(shape) {
         return Err(Error::node(node, format!("this op reorders across channels and computes only its whole output, not {slice:?}")));
@@ -264,18 +306,42 @@ impl Backend for CpuBackend {
         Processor::Cpu
     }
 
-    fn prepare(&self, node: &Node, input_shapes: &[&[usize]], output_shape: &[usize], precision: Precision) -> Result<CpuPrepared> {
+    fn prepare(
+        &self,
+        node: &Node,
+        input_shapes: &[&[usize]],
+        output_shape: &[usize],
+        precision: Precision,
+    ) -> Result<CpuPrepared> {
         if precision != Precision::F32 {
-            return Err(Error::node(&node.name, format!("the CPU backend runs f32 only for now, not {precision}")));
+            return Err(Error::node(
+                &node.name,
+                format!("the CPU backend runs f32 only for now, not {precision}"),
+            ));
         }
         let expected = node.op.output_shape(&node.name, input_shapes)?;
         if expected != output_shape {
-            return Err(Error::node(&node.name, format!("output shape {output_shape:?} given, the op produces {expected:?}")));
+            return Err(Error::node(
+                &node.name,
+                format!("output shape {output_shape:?} given, the op produces {expected:?}"),
+            ));
         }
         let isa = self.ctx.isa;
         let kernel = match &node.op {
-            Op::Conv2d(c) => Kernel::Conv(ops::conv2d::cpu_f32::prepare(&node.name, c, input_shapes[0], output_shape, isa)?),
-            Op::Gemm(g) => Kernel::Gemm(ops::gemm::cpu_f32::prepare(&node.name, g, input_shapes[0], output_shape, isa)?),
+            Op::Conv2d(c) => Kernel::Conv(ops::conv2d::cpu_f32::prepare(
+                &node.name,
+                c,
+                input_shapes[0],
+                output_shape,
+                isa,
+            )?),
+            Op::Gemm(g) => Kernel::Gemm(ops::gemm::cpu_f32::prepare(
+                &node.name,
+                g,
+                input_shapes[0],
+                output_shape,
+                isa,
+            )?),
             op => Kernel::Plain(op.clone()),
         };
         Ok(CpuPrepared {
@@ -287,14 +353,35 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn run(&self, p: &CpuPrepared, inputs: &[&Tensor], out: &SharedTensor<'_>, slice: &Slice) -> Result<()> {
+    fn run(
+        &self,
+        p: &CpuPrepared,
+        inputs: &[&Tensor],
+        out: &SharedTensor<'_>,
+        slice: &Slice,
+    ) -> Result<()> {
         let node = p.node.as_str();
-        if inputs.len() != p.inputs.len() || inputs.iter().zip(&p.inputs).any(|(t, s)| t.shape() != s.as_slice()) {
+        if inputs.len() != p.inputs.len()
+            || inputs
+                .iter()
+                .zip(&p.inputs)
+                .any(|(t, s)| t.shape() != s.as_slice())
+        {
             let got: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
-            return Err(Error::node(node, format!("inputs of shapes {got:?}, prepared for {:?}", p.inputs)));
+            return Err(Error::node(
+                node,
+                format!("inputs of shapes {got:?}, prepared for {:?}", p.inputs),
+            ));
         }
         if out.shape() != p.output.as_slice() {
-            return Err(Error::node(node, format!("output tensor of shape {:?}, prepared for {:?}", out.shape(), p.output)));
+            return Err(Error::node(
+                node,
+                format!(
+                    "output tensor of shape {:?}, prepared for {:?}",
+                    out.shape(),
+                    p.output
+                ),
+            ));
         }
         check_slice(node, &p.output, slice, p.sliceable)?;
         if slice.is_empty() {
@@ -316,13 +403,36 @@ impl Backend for CpuBackend {
     }
 }
 
-fn run_plain(ctx: &CpuCtx, node: &str, op: &Op, inputs: &[&Tensor], out: &SharedTensor<'_>, slice: &Slice) -> Result<()> {
+fn run_plain(
+    ctx: &CpuCtx,
+    node: &str,
+    op: &Op,
+    inputs: &[&Tensor],
+    out: &SharedTensor<'_>,
+    slice: &Slice,
+) -> Result<()> {
     match op {
         Op::Activation(a) => ops::activation::cpu_f32::run(ctx, *a, inputs[0], out, slice),
-        Op::Dropout => ops::activation::cpu_f32::run(ctx, ops::Activation::None, inputs[0], out, slice),
+        Op::Dropout => {
+            ops::activation::cpu_f32::run(ctx, ops::Activation::None, inputs[0], out, slice)
+        }
         Op::BatchNorm(b) => ops::batchnorm::cpu_f32::run(ctx, b, inputs[0], out, slice),
-        Op::MaxPool(pl) => ops::pool::cpu_f32::run(ctx, ops::pool::cpu_f32::Kind::Max, pl, inputs[0], out, slice),
-        Op::AveragePool(pl) => ops::pool::cpu_f32::run(ctx, ops::pool::cpu_f32::Kind::Average, pl, inputs[0], out, slice),
+        Op::MaxPool(pl) => ops::pool::cpu_f32::run(
+            ctx,
+            ops::pool::cpu_f32::Kind::Max,
+            pl,
+            inputs[0],
+            out,
+            slice,
+        ),
+        Op::AveragePool(pl) => ops::pool::cpu_f32::run(
+            ctx,
+            ops::pool::cpu_f32::Kind::Average,
+            pl,
+            inputs[0],
+            out,
+            slice,
+        ),
         Op::GlobalAveragePool => ops::pool::cpu_f32::run_global(ctx, inputs[0], out, slice),
         Op::Lrn(l) => ops::lrn::cpu_f32::run(ctx, l, inputs[0], out, slice),
         Op::Add => ops::add::cpu_f32::run(ctx, inputs[0], inputs[1], out, slice),

@@ -33,13 +33,17 @@ impl Rng {
     /// A tensor of uniform values in `[-scale, scale)`.
     pub fn tensor(&mut self, shape: &[usize], scale: f32) -> Tensor {
         let n = shape.iter().product();
-        Tensor::from_vec(shape, (0..n).map(|_| self.sym() * scale).collect()).expect("sized from shape")
+        Tensor::from_vec(shape, (0..n).map(|_| self.sym() * scale).collect())
+            .expect("sized from shape")
     }
 }
 
 /// One backend per instruction set this machine supports, with 1 and 3 threads.
 pub fn backends() -> Vec<CpuBackend> {
-    Isa::available().into_iter().flat_map(|isa| [1, 3].map(|t| CpuBackend::with_isa(t, isa).expect("supported ISA"))).collect()
+    Isa::available()
+        .into_iter()
+        .flat_map(|isa| [1, 3].map(|t| CpuBackend::with_isa(t, isa).expect("supported ISA")))
+        .collect()
 }
 
 /// `|a − b| <= atol + rtol·|b|` element-wise (rtol 1e-4, atol 1e-5 scaled by `scale`).
@@ -48,7 +52,10 @@ pub fn assert_close(got: &Tensor, want: &Tensor, scale: f32, what: &str) {
     assert_eq!(got.shape(), want.shape(), "{what}: shapes");
     for (i, (a, b)) in got.data().iter().zip(want.data()).enumerate() {
         let tol = 1e-5 * scale.max(1.0) + 1e-4 * b.abs();
-        assert!((a - b).abs() <= tol || (a.is_infinite() && a == b), "{what}: element {i}: got {a}, want {b}");
+        assert!(
+            (a - b).abs() <= tol || (a.is_infinite() && a == b),
+            "{what}: element {i}: got {a}, want {b}"
+        );
     }
 }
 
@@ -58,11 +65,22 @@ const SENTINEL: u32 = 0x7FC0_D00D;
 /// Runs `op` on `inputs` computing `slices` one after the other on `backend`; the output
 /// starts filled with a sentinel NaN.
 pub fn run_slices(backend: &CpuBackend, op: &Op, inputs: &[&Tensor], slices: &[Slice]) -> Tensor {
-    let node = Node { name: "t".into(), op: op.clone(), inputs: (0..inputs.len()).map(|i| format!("x{i}")).collect(), output: "y".into() };
+    let node = Node {
+        name: "t".into(),
+        op: op.clone(),
+        inputs: (0..inputs.len()).map(|i| format!("x{i}")).collect(),
+        output: "y".into(),
+    };
     let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
     let shape = op.output_shape("t", &shapes).expect("valid test op");
-    let p = backend.prepare(&node, &shapes, &shape, Precision::F32).expect("prepare");
-    let mut out = Tensor::from_vec(&shape, vec![f32::from_bits(SENTINEL); shape.iter().product()]).expect("sized");
+    let p = backend
+        .prepare(&node, &shapes, &shape, Precision::F32)
+        .expect("prepare");
+    let mut out = Tensor::from_vec(
+        &shape,
+        vec![f32::from_bits(SENTINEL); shape.iter().product()],
+    )
+    .expect("sized");
     {
         let shared = out.shared();
         for s in slices {
@@ -86,7 +104,10 @@ pub fn random_partition(rng: &mut Rng, shape: &[usize]) -> Vec<Slice> {
     let mut out = Vec::new();
     for cw in cc.windows(2) {
         for rw in rc.windows(2) {
-            out.push(Slice { channels: cw[0]..cw[1], rows: rw[0]..rw[1] });
+            out.push(Slice {
+                channels: cw[0]..cw[1],
+                rows: rw[0]..rw[1],
+            });
         }
     }
     out
@@ -97,7 +118,20 @@ pub fn ulayer_partition(shape: &[usize]) -> Vec<Slice> {
     let (c, h) = channels_rows(shape);
     let c1 = c * 5 / 8;
     let r1 = h / 2;
-    vec![Slice { channels: 0..c1, rows: 0..h }, Slice { channels: c1..c, rows: 0..r1 }, Slice { channels: c1..c, rows: r1..h }]
+    vec![
+        Slice {
+            channels: 0..c1,
+            rows: 0..h,
+        },
+        Slice {
+            channels: c1..c,
+            rows: 0..r1,
+        },
+        Slice {
+            channels: c1..c,
+            rows: r1..h,
+        },
+    ]
 }
 
 /// Checks `op` on `inputs` against `want` on every backend: whole output within tolerance,
@@ -109,7 +143,12 @@ pub fn check_op(op: &Op, inputs: &[&Tensor], want: &Tensor, scale: f32, seed: u6
     let shape = want.shape().to_vec();
     let (c, h) = channels_rows(&shape);
     for b in backends() {
-        let what = format!("{} on {} × {} threads", op.kind(), b.isa().name(), b.threads());
+        let what = format!(
+            "{} on {} × {} threads",
+            op.kind(),
+            b.isa().name(),
+            b.threads()
+        );
         let whole = run_slices(&b, op, inputs, &[Slice::whole(&shape)]);
         assert_close(&whole, want, scale, &what);
         if !op.sliceable() {
@@ -119,19 +158,37 @@ pub fn check_op(op: &Op, inputs: &[&Tensor], want: &Tensor, scale: f32, seed: u6
         parts.extend((0..3).map(|_| random_partition(&mut rng, &shape)));
         for p in parts {
             let got = run_slices(&b, op, inputs, &p);
-            assert!(got.data().iter().zip(whole.data()).all(|(a, b)| a.to_bits() == b.to_bits()), "{what}: union of {p:?} differs from the whole output");
+            assert!(
+                got.data()
+                    .iter()
+                    .zip(whole.data())
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{what}: union of {p:?} differs from the whole output"
+            );
         }
         // One slice writes its elements and nothing else.
         let c0 = rng.below(c);
         let r0 = rng.below(h);
-        let s = Slice { channels: c0..c0 + 1 + rng.below(c - c0), rows: r0..r0 + 1 + rng.below(h - r0) };
+        let s = Slice {
+            channels: c0..c0 + 1 + rng.below(c - c0),
+            rows: r0..r0 + 1 + rng.below(h - r0),
+        };
         let got = run_slices(&b, op, inputs, std::slice::from_ref(&s));
         let g = super::Geom::of(&shape);
         for (i, v) in got.data().iter().enumerate() {
             let ch = (i / (g.h * g.inner)) % g.c;
             let row = (i / g.inner) % g.h;
             let inside = s.channels.contains(&ch) && s.rows.contains(&row);
-            assert_eq!(v.to_bits() != SENTINEL, inside, "{what}: slice {s:?}, element {i} (channel {ch}, row {row}) {}", if inside { "not written" } else { "written outside the slice" });
+            assert_eq!(
+                v.to_bits() != SENTINEL,
+                inside,
+                "{what}: slice {s:?}, element {i} (channel {ch}, row {row}) {}",
+                if inside {
+                    "not written"
+                } else {
+                    "written outside the slice"
+                }
+            );
         }
     }
 }

@@ -7,7 +7,13 @@ use crate::tensor::{SharedTensor, Slice, Tensor};
 use crate::Result;
 
 /// Computes `slice` of `a(x)` into `out` (same shape as `x`).
-pub fn run(ctx: &CpuCtx, a: Activation, x: &Tensor, out: &SharedTensor<'_>, slice: &Slice) -> Result<()> {
+pub fn run(
+    ctx: &CpuCtx,
+    a: Activation,
+    x: &Tensor,
+    out: &SharedTensor<'_>,
+    slice: &Slice,
+) -> Result<()> {
     let xd = x.data();
     par_spans(ctx, Geom::of(out.shape()), slice, |_, off, len| {
         // SAFETY: the run lies inside the caller's slice; runs of different tasks are disjoint.
@@ -47,7 +53,11 @@ impl SimdFn for ClampMap<'_> {
                 i += l;
             }
             if i < n {
-                S::store_partial(d.add(i), S::clamp(S::load_partial(s.add(i), n - i), lo, hi), n - i);
+                S::store_partial(
+                    d.add(i),
+                    S::clamp(S::load_partial(s.add(i), n - i), lo, hi),
+                    n - i,
+                );
             }
         }
     }

@@ -52,7 +52,13 @@ fn along(out: &[usize], st: &[usize]) -> Along {
 }
 
 /// Computes `slice` of `a + b` into `out`.
-pub fn run(ctx: &CpuCtx, a: &Tensor, b: &Tensor, out: &SharedTensor<'_>, slice: &Slice) -> Result<()> {
+pub fn run(
+    ctx: &CpuCtx,
+    a: &Tensor,
+    b: &Tensor,
+    out: &SharedTensor<'_>,
+    slice: &Slice,
+) -> Result<()> {
     let shape = out.shape().to_vec();
     let g = Geom::of(&shape);
     let (sa, sb) = (strides(&shape, a.shape()), strides(&shape, b.shape()));
@@ -71,7 +77,13 @@ pub fn run(ctx: &CpuCtx, a: &Tensor, b: &Tensor, out: &SharedTensor<'_>, slice: 
     par_spans(ctx, g, slice, |_, off, len| {
         // SAFETY: the run lies inside the caller's slice; runs of different tasks are disjoint.
         let dst = unsafe { out.range_mut(off, len) };
-        fn operand<'d>(k: Along, base: usize, data: &'d [f32], s: &[usize], len: usize) -> Operand<'d> {
+        fn operand<'d>(
+            k: Along,
+            base: usize,
+            data: &'d [f32],
+            s: &[usize],
+            len: usize,
+        ) -> Operand<'d> {
             match k {
                 Along::Contiguous => Operand::Slice(&data[base..base + len]),
                 Along::Constant => Operand::Splat(data[base]),
@@ -130,7 +142,11 @@ impl SimdFn for AddMap<'_> {
                 i += l;
             }
             if i < n {
-                S::store_partial(d.add(i), S::add(load(&self.a, i, n - i), load(&self.b, i, n - i)), n - i);
+                S::store_partial(
+                    d.add(i),
+                    S::add(load(&self.a, i, n - i), load(&self.b, i, n - i)),
+                    n - i,
+                );
             }
         }
     }

@@ -26,7 +26,8 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let shape = super::broadcast("reference", a.shape(), b.shape())?;
     let mut out = Tensor::zeros(&shape);
     for (i, v) in out.data_mut().iter_mut().enumerate() {
-        *v = a.data()[broadcast_index(&shape, a.shape(), i)] + b.data()[broadcast_index(&shape, b.shape(), i)];
+        *v = a.data()[broadcast_index(&shape, a.shape(), i)]
+            + b.data()[broadcast_index(&shape, b.shape(), i)];
     }
     Ok(out)
 }

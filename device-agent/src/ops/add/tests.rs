@@ -19,6 +19,12 @@ fn add_same_shape_and_broadcast() {
     ];
     for (i, (a, b)) in cases.iter().enumerate() {
         let (x, y) = (rng.tensor(a, 1.0), rng.tensor(b, 1.0));
-        check_op(&Op::Add, &[&x, &y], &add(&x, &y).expect("broadcast"), 1.0, i as u64);
+        check_op(
+            &Op::Add,
+            &[&x, &y],
+            &add(&x, &y).expect("broadcast"),
+            1.0,
+            i as u64,
+        );
     }
 }

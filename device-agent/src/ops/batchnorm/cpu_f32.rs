@@ -6,14 +6,25 @@ use crate::tensor::{SharedTensor, Slice, Tensor};
 use crate::Result;
 
 /// Computes `slice` of the normalisation of `x` into `out`.
-pub fn run(ctx: &CpuCtx, b: &BatchNorm, x: &Tensor, out: &SharedTensor<'_>, slice: &Slice) -> Result<()> {
+pub fn run(
+    ctx: &CpuCtx,
+    b: &BatchNorm,
+    x: &Tensor,
+    out: &SharedTensor<'_>,
+    slice: &Slice,
+) -> Result<()> {
     let affine = b.affine();
     let xd = x.data();
     par_spans(ctx, Geom::of(out.shape()), slice, |c, off, len| {
         // SAFETY: the run lies inside the caller's slice; runs of different tasks are disjoint.
         let dst = unsafe { out.range_mut(off, len) };
         let (m, o) = affine[c];
-        ctx.isa().dispatch(Affine { src: &xd[off..off + len], dst, m, o });
+        ctx.isa().dispatch(Affine {
+            src: &xd[off..off + len],
+            dst,
+            m,
+            o,
+        });
     });
     Ok(())
 }
@@ -41,7 +52,11 @@ impl SimdFn for Affine<'_> {
                 i += l;
             }
             if i < n {
-                S::store_partial(d.add(i), S::fma(S::load_partial(s.add(i), n - i), m, o), n - i);
+                S::store_partial(
+                    d.add(i),
+                    S::fma(S::load_partial(s.add(i), n - i), m, o),
+                    n - i,
+                );
             }
         }
     }

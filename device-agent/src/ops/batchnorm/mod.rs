@@ -28,8 +28,20 @@ impl BatchNorm {
     pub fn output_shape(&self, node: &str, input: &[usize]) -> Result<Vec<usize>> {
         let [_, c, _, _] = expect_nchw(node, "input", input)?;
         let n = self.scale.len();
-        if [self.bias.len(), self.mean.len(), self.var.len()].iter().any(|&l| l != n) || n != c {
-            return Err(Error::node(node, format!("parameters must all have {c} elements (scale {n}, bias {}, mean {}, var {})", self.bias.len(), self.mean.len(), self.var.len())));
+        if [self.bias.len(), self.mean.len(), self.var.len()]
+            .iter()
+            .any(|&l| l != n)
+            || n != c
+        {
+            return Err(Error::node(
+                node,
+                format!(
+                    "parameters must all have {c} elements (scale {n}, bias {}, mean {}, var {})",
+                    self.bias.len(),
+                    self.mean.len(),
+                    self.var.len()
+                ),
+            ));
         }
         Ok(input.to_vec())
     }

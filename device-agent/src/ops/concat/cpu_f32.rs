@@ -6,7 +6,13 @@ use crate::tensor::{SharedTensor, Slice, Tensor};
 use crate::Result;
 
 /// Computes `slice` of the concatenation of `inputs` along `axis` into `out`.
-pub fn run(ctx: &CpuCtx, axis: usize, inputs: &[&Tensor], out: &SharedTensor<'_>, slice: &Slice) -> Result<()> {
+pub fn run(
+    ctx: &CpuCtx,
+    axis: usize,
+    inputs: &[&Tensor],
+    out: &SharedTensor<'_>,
+    slice: &Slice,
+) -> Result<()> {
     let shape = out.shape().to_vec();
     let g = Geom::of(&shape);
     let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();

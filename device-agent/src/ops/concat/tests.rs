@@ -17,6 +17,12 @@ fn concat_axes() {
     for (i, (axis, shapes)) in cases.iter().enumerate() {
         let xs: Vec<_> = shapes.iter().map(|s| rng.tensor(s, 1.0)).collect();
         let refs: Vec<_> = xs.iter().collect();
-        check_op(&Op::Concat { axis: *axis }, &refs, &concat(*axis, &refs).expect("valid"), 1.0, i as u64);
+        check_op(
+            &Op::Concat { axis: *axis },
+            &refs,
+            &concat(*axis, &refs).expect("valid"),
+            1.0,
+            i as u64,
+        );
     }
 }

@@ -9,7 +9,9 @@
 //! Bias and the fused activation are applied in the product's tile store.
 use super::cpu_f32_depthwise::{self as dw, PreparedDepthwise};
 use super::Conv2d;
-use crate::backend::cpu::gemm::{self, MatrixSource, Orientation, OutView, PackSource, PackedWeights};
+use crate::backend::cpu::gemm::{
+    self, MatrixSource, Orientation, OutView, PackSource, PackedWeights,
+};
 use crate::backend::cpu::simd::Simd;
 use crate::backend::cpu::{CpuCtx, Isa};
 use crate::ops::expect_nchw;
@@ -50,7 +52,10 @@ pub struct PreparedConv {
 #[derive(Debug)]
 enum Algo {
     /// One packed weight matrix per group; `direct`: the input is the `B` operand as is.
-    Gemm { groups: Vec<PackedWeights>, direct: bool },
+    Gemm {
+        groups: Vec<PackedWeights>,
+        direct: bool,
+    },
     Depthwise(PreparedDepthwise),
 }
 
@@ -62,14 +67,28 @@ impl PreparedConv {
             Algo::Depthwise(_) => "depthwise".into(),
             Algo::Gemm { groups, direct } => {
                 let o = groups.first().map(|g| g.orientation());
-                format!("{}{}", if *direct { "gemm-1x1" } else { "gemm-im2col" }, if o == Some(Orientation::ActivationsBroadcast) { "-t" } else { "" })
+                format!(
+                    "{}{}",
+                    if *direct { "gemm-1x1" } else { "gemm-im2col" },
+                    if o == Some(Orientation::ActivationsBroadcast) {
+                        "-t"
+                    } else {
+                        ""
+                    }
+                )
             }
         }
     }
 }
 
 /// Packs the weights for `isa` and chooses the algorithm.
-pub fn prepare(node: &str, c: &Conv2d, input: &[usize], output: &[usize], isa: Isa) -> Result<PreparedConv> {
+pub fn prepare(
+    node: &str,
+    c: &Conv2d,
+    input: &[usize],
+    output: &[usize],
+    isa: Isa,
+) -> Result<PreparedConv> {
     let [n, cin, h, w] = expect_nchw(node, "input", input)?;
     let [_, cout, oh, ow] = expect_nchw(node, "output", output)?;
     let [kh, kw] = c.kernel();
@@ -114,7 +133,13 @@ pub fn prepare(node: &str, c: &Conv2d, input: &[usize], output: &[usize], isa: I
 }
 
 /// Computes `slice` of the convolution of `x` into `out`. Shapes are those of `prepare`.
-pub fn run(ctx: &CpuCtx, p: &PreparedConv, x: &Tensor, out: &SharedTensor<'_>, slice: &Slice) -> Result<()> {
+pub fn run(
+    ctx: &CpuCtx,
+    p: &PreparedConv,
+    x: &Tensor,
+    out: &SharedTensor<'_>,
+    slice: &Slice,
+) -> Result<()> {
     let g = &p.geom;
     match &p.algo {
         Algo::Depthwise(d) => dw::run(ctx, d, g, p.clamp, x, out, slice),
@@ -123,7 +148,10 @@ pub fn run(ctx: &CpuCtx, p: &PreparedConv, x: &Tensor, out: &SharedTensor<'_>, s
             for b in 0..g.n {
                 for (gi, pw) in groups.iter().enumerate() {
                     let m0 = gi * g.cout_g;
-                    let (lo, hi) = (slice.channels.start.max(m0), slice.channels.end.min(m0 + g.cout_g));
+                    let (lo, hi) = (
+                        slice.channels.start.max(m0),
+                        slice.channels.end.min(m0 + g.cout_g),
+                    );
                     if lo >= hi {
                         continue;
                     }
@@ -133,9 +161,17 @@ pub fn run(ctx: &CpuCtx, p: &PreparedConv, x: &Tensor, out: &SharedTensor<'_>, s
                     // inside `out` (checked by the backend) and belongs to the caller; the input
                     // pointer covers this group's `cin_g` planes.
                     unsafe {
-                        let ov = OutView { ptr: out.as_ptr().add((b * g.cout + m0) * g.oh * g.ow), sm: g.oh * g.ow, sn: 1 };
+                        let ov = OutView {
+                            ptr: out.as_ptr().add((b * g.cout + m0) * g.oh * g.ow),
+                            sm: g.oh * g.ow,
+                            sn: 1,
+                        };
                         if *direct {
-                            let src = MatrixSource { ptr: xb, sk: g.h * g.w, sn: 1 };
+                            let src = MatrixSource {
+                                ptr: xb,
+                                sk: g.h * g.w,
+                                sn: 1,
+                            };
                             gemm::gemm(ctx, pw, &src, lo - m0..hi - m0, ns.clone(), ov, p.clamp);
                         } else {
                             let src = Im2col { x: xb, g: *g };
@@ -161,7 +197,15 @@ unsafe impl Sync for Im2col {}
 
 impl PackSource for Im2col {
     #[inline(always)]
-    unsafe fn pack<S: Simd>(&self, k0: usize, k1: usize, n0: usize, n_end: usize, w: usize, dst: *mut f32) {
+    unsafe fn pack<S: Simd>(
+        &self,
+        k0: usize,
+        k1: usize,
+        n0: usize,
+        n_end: usize,
+        w: usize,
+        dst: *mut f32,
+    ) {
         let g = &self.g;
         let khw = g.kh * g.kw;
         let valid = n_end.saturating_sub(n0).min(w);
@@ -171,8 +215,16 @@ impl PackSource for Im2col {
             let plane = self.x.add(ci * g.h * g.w);
             // Columns ox with 0 <= ox·sw + off < w.
             let off = (kx * g.dw) as isize - g.pl as isize;
-            let ox_lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(g.sw) };
-            let ox_hi = if (g.w as isize) > off { ((g.w as isize - off) as usize).div_ceil(g.sw) } else { 0 };
+            let ox_lo = if off >= 0 {
+                0
+            } else {
+                ((-off) as usize).div_ceil(g.sw)
+            };
+            let ox_hi = if (g.w as isize) > off {
+                ((g.w as isize - off) as usize).div_ceil(g.sw)
+            } else {
+                0
+            };
             let mut j = 0;
             while j < valid {
                 let nn = n0 + j;

@@ -4,7 +4,7 @@
 //! a plain vector load, for any stride, dilation and padding.
 use super::cpu_f32::ConvGeom;
 use crate::backend::cpu::buf::with_scratch;
-use crate::backend::cpu::rows::{fill_phase_rows, input_rows, phase_width, plan_planes};
+use crate::backend::cpu::rows::{fill_phase_rows, phase_width, plan_planes, window_rows};
 use crate::backend::cpu::simd::{Simd, SimdFn};
 use crate::backend::cpu::CpuCtx;
 use crate::tensor::{SharedTensor, Slice, Tensor};
@@ -18,117 +18,155 @@ pub(crate) struct PreparedDepthwise {
 }
 
 pub(crate) fn prepare(w: &[f32], bias: Option<&[f32]>, c: usize, taps: usize) -> PreparedDepthwise {
-    PreparedDepthwise { w: w[..c * taps].to_vec(), bias: bias.map_or_else(|| vec![0.0; c], |b| b.to_vec()) }
+    PreparedDepthwise {
+        w: w[..c * taps].to_vec(),
+        bias: bias.map_or_else(|| vec![0.0; c], |b| b.to_vec()),
+    }
 }
 
-pub(crate) fn run(ctx: &CpuCtx, p: &PreparedDepthwise, g: &ConvGeom, clamp: (f32, f32), x: &Tensor, out: &SharedTensor<'_>, slice: &Slice) -> Result<()> {
+pub(crate) fn run(
+    ctx: &CpuCtx,
+    p: &PreparedDepthwise,
+    g: &ConvGeom,
+    clamp: (f32, f32),
+    x: &Tensor,
+    out: &SharedTensor<'_>,
+    slice: &Slice,
+) -> Result<()> {
     let lanes = ctx.isa().lanes();
     let wq = phase_width(g.ow, g.kw, g.dw, g.sw, lanes);
+    let row_stride = g.sw * wq;
+    // Every tap's offset from its output row's first window row (all taps exist: rows in the
+    // padding are copied as zeros).
+    let offs: Vec<usize> = (0..g.kh)
+        .flat_map(|ky| (0..g.kw).map(move |kx| (ky, kx)))
+        .map(|(ky, kx)| ky * g.dh * row_stride + (kx * g.dw % g.sw) * wq + kx * g.dw / g.sw)
+        .collect();
     let chans = slice.channels.clone();
     let planes = g.n * chans.len();
     let (pp, rp) = plan_planes(planes, slice.rows.len(), ctx.threads());
     let plane_blocks = planes.div_ceil(pp);
     let row_blocks = slice.rows.len().div_ceil(rp);
-    let max_in_rows = ((rp - 1) * g.sh + (g.kh - 1) * g.dh + 1).min(g.h);
-    let scratch_len = max_in_rows * g.sw * wq;
-    let xd = x.data();
+    let scratch_len = window_rows(0, rp, g.sh, g.kh, g.dh, 0).len() * row_stride;
     let out_ptr = out.as_ptr() as usize;
     ctx.for_each_task(plane_blocks * row_blocks, |t| {
         let (pb, rb) = (t / row_blocks, t % row_blocks);
         let oy0 = slice.rows.start + rb * rp;
         let oy1 = (oy0 + rp).min(slice.rows.end);
-        with_scratch(scratch_len, |scratch| {
-            for pi in pb * pp..((pb + 1) * pp).min(planes) {
-                let (b, c) = (pi / chans.len(), chans.start + pi % chans.len());
-                let plane = &xd[(b * g.cin + c) * g.h * g.w..(b * g.cin + c + 1) * g.h * g.w];
-                let rows = input_rows(oy0, oy1, g.sh, g.kh, g.dh, g.pt, g.h);
-                fill_phase_rows(plane, g.w, rows.clone(), g.sw, g.pl, wq, 0.0, scratch);
-                let job = Rows {
-                    g,
-                    wq: wq,
-                    in_rows: rows,
-                    scratch: scratch.as_ptr(),
-                    w: &p.w[c * g.kh * g.kw..(c + 1) * g.kh * g.kw],
-                    bias: p.bias[c],
-                    clamp,
-                    // SAFETY: rows oy0..oy1 of plane (b, c) are inside the slice owned by the caller.
-                    out: (out_ptr as *mut f32).wrapping_add((b * g.cout + c) * g.oh * g.ow),
-                    oy: oy0..oy1,
-                };
-                ctx.isa().dispatch(job);
+        // Vectors of output columns of the task's rows: (scratch offset, output offset, lanes).
+        let mut items = Vec::with_capacity((oy1 - oy0) * g.ow.div_ceil(lanes));
+        for (r, oy) in (oy0..oy1).enumerate() {
+            for ox in (0..g.ow).step_by(lanes) {
+                items.push(Item { src: r * g.sh * row_stride + ox, dst: oy * g.ow + ox, n: (g.ow - ox).min(lanes) });
             }
+        }
+        with_scratch(scratch_len, |scratch| {
+            ctx.isa().dispatch(Planes {
+                g,
+                p,
+                x: x.data(),
+                wq,
+                rows: window_rows(oy0, oy1, g.sh, g.kh, g.dh, g.pt),
+                offs: &offs,
+                items: &items,
+                scratch,
+                clamp,
+                out: out_ptr as *mut f32,
+                planes: pb * pp..((pb + 1) * pp).min(planes),
+                chans: chans.clone(),
+            })
         })
     });
     Ok(())
 }
 
-/// Output rows `oy` of one plane from its phase rows in `scratch`.
-struct Rows<'a> {
-    g: &'a ConvGeom,
-    wq: usize,
-    in_rows: std::ops::Range<usize>,
-    scratch: *const f32,
-    w: &'a [f32],
-    bias: f32,
-    clamp: (f32, f32),
-    out: *mut f32,
-    oy: std::ops::Range<usize>,
+/// One vector of output columns: its first window row's offset in the scratch, its offset in
+/// the output plane, and how many of its lanes are columns.
+#[derive(Clone, Copy, Debug)]
+struct Item {
+    src: usize,
+    dst: usize,
+    n: usize,
 }
 
-impl SimdFn for Rows<'_> {
+/// A block of planes for the rows of one task: each plane's window rows are copied into
+/// `scratch`, then output vectors are computed four at a time (independent accumulators).
+struct Planes<'a> {
+    g: &'a ConvGeom,
+    p: &'a PreparedDepthwise,
+    x: &'a [f32],
+    wq: usize,
+    rows: std::ops::Range<isize>,
+    offs: &'a [usize],
+    items: &'a [Item],
+    scratch: &'a mut [f32],
+    clamp: (f32, f32),
+    /// Output tensor; the task's rows of its planes lie in the caller's slice.
+    out: *mut f32,
+    planes: std::ops::Range<usize>,
+    chans: std::ops::Range<usize>,
+}
+
+impl SimdFn for Planes<'_> {
     type Output = ();
     #[inline(always)]
     fn call<S: Simd>(self) {
         let g = self.g;
-        let l = S::LANES;
-        // SAFETY: phase rows hold `wq >= round_up(ow, L) + max tap offset` floats, so every
-        // vector load stays inside the scratch; stores cover columns < ow of owned rows.
-        unsafe {
-            let (lo, hi, bias) = (S::splat(self.clamp.0), S::splat(self.clamp.1), S::splat(self.bias));
-            for oy in self.oy.clone() {
-                let orow = self.out.add(oy * g.ow);
-                let mut ox = 0;
-                while ox + 4 * l <= g.ow {
-                    let mut acc = [bias; 4];
-                    self.taps::<S>(oy, |wv, p| {
-                        let p = p.add(ox);
-                        for (u, a) in acc.iter_mut().enumerate() {
-                            *a = S::fma(wv, S::load(p.add(u * l)), *a);
-                        }
-                    });
-                    for (u, a) in acc.iter().enumerate() {
-                        S::store(orow.add(ox + u * l), S::clamp(*a, lo, hi));
-                    }
-                    ox += 4 * l;
-                }
-                while ox < g.ow {
-                    let mut acc = bias;
-                    self.taps::<S>(oy, |wv, p| acc = S::fma(wv, S::load(p.add(ox)), acc));
-                    let n = (g.ow - ox).min(l);
-                    S::store_partial(orow.add(ox), S::clamp(acc, lo, hi), n);
-                    ox += l;
+        let khw = g.kh * g.kw;
+        for pi in self.planes.clone() {
+            let (b, c) = (pi / self.chans.len(), self.chans.start + pi % self.chans.len());
+            let plane = &self.x[(b * g.cin + c) * g.h * g.w..(b * g.cin + c + 1) * g.h * g.w];
+            fill_phase_rows(plane, g.h, g.w, self.rows.clone(), g.sw, g.pl, self.wq, 0.0, self.scratch);
+            let w = &self.p.w[c * khw..(c + 1) * khw];
+            let bias = self.p.bias[c];
+            // SAFETY: the output plane (b, c) is in the tensor and its task rows in the slice.
+            let op = unsafe { self.out.add((b * g.cout + c) * g.oh * g.ow) };
+            let sp = self.scratch.as_ptr();
+            // SAFETY: every item's window rows are in the scratch (`rows` covers them) and each
+            // row holds `wq >= round_up(ow, L) + max column offset` floats, so all vector loads
+            // stay inside it; item stores cover the item's `n` columns of an owned row.
+            unsafe {
+                match khw {
+                    9 => items::<S, 9>(self.items, self.offs, w, sp, op, bias, self.clamp),
+                    25 => items::<S, 25>(self.items, self.offs, w, sp, op, bias, self.clamp),
+                    _ => items::<S, 0>(self.items, self.offs, w, sp, op, bias, self.clamp),
                 }
             }
         }
     }
 }
 
-impl Rows<'_> {
-    /// Calls `f(weight, row pointer)` for each tap of output row `oy` inside the input.
-    #[inline(always)]
-    unsafe fn taps<S: Simd>(&self, oy: usize, mut f: impl FnMut(S::V, *const f32)) {
-        let g = self.g;
-        for ky in 0..g.kh {
-            let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
-            if iy < self.in_rows.start as isize || iy >= self.in_rows.end as isize {
-                continue;
-            }
-            let base = self.scratch.add((iy as usize - self.in_rows.start) * g.sw * self.wq);
-            for kx in 0..g.kw {
-                let t = kx * g.dw;
-                let p = base.add((t % g.sw) * self.wq + t / g.sw);
-                f(S::splat(*self.w.get_unchecked(ky * g.kw + kx)), p);
+/// Output vectors `items` of one plane, four at a time. `T` is the tap count when known at
+/// compile time (weights then stay in registers), else 0.
+#[inline(always)]
+unsafe fn items<S: Simd, const T: usize>(items: &[Item], offs: &[usize], w: &[f32], sp: *const f32, op: *mut f32, bias: f32, clamp: (f32, f32)) {
+    let taps = if T > 0 { T } else { offs.len() };
+    let mut wv = [S::zero(); 32];
+    for k in 0..T.min(32) {
+        wv[k] = S::splat(*w.get_unchecked(k));
+    }
+    let (lo, hi, b) = (S::splat(clamp.0), S::splat(clamp.1), S::splat(bias));
+    let weight = |k: usize| if T > 0 && T <= 32 { wv[k] } else { S::splat(*w.get_unchecked(k)) };
+    let mut chunks = items.chunks_exact(4);
+    for it in &mut chunks {
+        let p = [sp.add(it[0].src), sp.add(it[1].src), sp.add(it[2].src), sp.add(it[3].src)];
+        let mut acc = [b; 4];
+        for k in 0..taps {
+            let (wk, o) = (weight(k), *offs.get_unchecked(k));
+            for u in 0..4 {
+                acc[u] = S::fma(wk, S::load(p[u].add(o)), acc[u]);
             }
         }
+        for u in 0..4 {
+            S::store_partial(op.add(it[u].dst), S::clamp(acc[u], lo, hi), it[u].n);
+        }
+    }
+    for it in chunks.remainder() {
+        let p = sp.add(it.src);
+        let mut acc = b;
+        for k in 0..taps {
+            acc = S::fma(weight(k), S::load(p.add(*offs.get_unchecked(k))), acc);
+        }
+        S::store_partial(op.add(it.dst), S::clamp(acc, lo, hi), it.n);
     }
 }

@@ -50,21 +50,33 @@ impl Conv2d {
         if ws.len() != 4 {
             return Err(Error::node(node, format!("weight must be 4-D, got {ws:?}")));
         }
-        if self.groups == 0 || !c.is_multiple_of(self.groups) || !ws[0].is_multiple_of(self.groups) {
+        if self.groups == 0 || !c.is_multiple_of(self.groups) || !ws[0].is_multiple_of(self.groups)
+        {
             return Err(Error::node(
                 node,
-                format!("groups {} must divide input channels {c} and output channels {}", self.groups, ws[0]),
+                format!(
+                    "groups {} must divide input channels {c} and output channels {}",
+                    self.groups, ws[0]
+                ),
             ));
         }
         if ws[1] * self.groups != c {
             return Err(Error::node(
                 node,
-                format!("weight expects {} input channels ({} per group × {} groups), input has {c}", ws[1] * self.groups, ws[1], self.groups),
+                format!(
+                    "weight expects {} input channels ({} per group × {} groups), input has {c}",
+                    ws[1] * self.groups,
+                    ws[1],
+                    self.groups
+                ),
             ));
         }
         if let Some(b) = &self.bias {
             if b.len() != ws[0] {
-                return Err(Error::node(node, format!("bias has {} elements, expected {}", b.len(), ws[0])));
+                return Err(Error::node(
+                    node,
+                    format!("bias has {} elements, expected {}", b.len(), ws[0]),
+                ));
             }
         }
         if self.dilation.contains(&0) {
@@ -72,8 +84,22 @@ impl Conv2d {
         }
         let kh = (ws[2] - 1) * self.dilation[0] + 1;
         let kw = (ws[3] - 1) * self.dilation[1] + 1;
-        let oh = window_out(node, h, self.pads[0] + self.pads[2], kh, self.stride[0], false)?;
-        let ow = window_out(node, w, self.pads[1] + self.pads[3], kw, self.stride[1], false)?;
+        let oh = window_out(
+            node,
+            h,
+            self.pads[0] + self.pads[2],
+            kh,
+            self.stride[0],
+            false,
+        )?;
+        let ow = window_out(
+            node,
+            w,
+            self.pads[1] + self.pads[3],
+            kw,
+            self.stride[1],
+            false,
+        )?;
         Ok(vec![n, ws[0], oh, ow])
     }
 }

@@ -22,16 +22,19 @@ pub fn conv2d(c: &Conv2d, x: &Tensor) -> Result<Tensor> {
                     for ci in 0..cin_g {
                         let ic = g * cin_g + ci;
                         for ky in 0..kh {
-                            let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize - c.pads[0] as isize;
+                            let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize
+                                - c.pads[0] as isize;
                             if iy < 0 || iy >= h as isize {
                                 continue;
                             }
                             for kx in 0..kw {
-                                let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize - c.pads[1] as isize;
+                                let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize
+                                    - c.pads[1] as isize;
                                 if ix < 0 || ix >= w as isize {
                                     continue;
                                 }
-                                let xv = xd[((b * cin + ic) * h + iy as usize) * w + ix as usize] as f64;
+                                let xv =
+                                    xd[((b * cin + ic) * h + iy as usize) * w + ix as usize] as f64;
                                 let wv = wd[((oc * cin_g + ci) * kh + ky) * kw + kx] as f64;
                                 acc += xv * wv;
                             }

@@ -19,31 +19,85 @@ pub struct PreparedGemm {
 }
 
 /// Packs the weights for `isa`.
-pub fn prepare(node: &str, g: &Gemm, input: &[usize], output: &[usize], isa: Isa) -> Result<PreparedGemm> {
+pub fn prepare(
+    node: &str,
+    g: &Gemm,
+    input: &[usize],
+    output: &[usize],
+    isa: Isa,
+) -> Result<PreparedGemm> {
     let (o, k) = (g.weight.shape()[0], g.weight.shape()[1]);
     if input.last() != Some(&k) || output.last() != Some(&o) {
-        return Err(Error::node(node, format!("input {input:?} / output {output:?} do not fit weights [{o}, {k}]")));
+        return Err(Error::node(
+            node,
+            format!("input {input:?} / output {output:?} do not fit weights [{o}, {k}]"),
+        ));
     }
     let rows: usize = input[..input.len() - 1].iter().product();
     let orientation = Orientation::choose(isa, o, rows, true);
-    let w = PackedWeights::new(isa, orientation, g.weight.data(), o, k, g.bias.as_ref().map(|b| b.data()));
-    Ok(PreparedGemm { w, clamp: g.activation.bounds(), out_shape: output.to_vec() })
+    let w = PackedWeights::new(
+        isa,
+        orientation,
+        g.weight.data(),
+        o,
+        k,
+        g.bias.as_ref().map(|b| b.data()),
+    );
+    Ok(PreparedGemm {
+        w,
+        clamp: g.activation.bounds(),
+        out_shape: output.to_vec(),
+    })
 }
 
 /// Computes `slice` of the layer on `x` into `out`.
-pub fn run(ctx: &CpuCtx, p: &PreparedGemm, x: &Tensor, out: &SharedTensor<'_>, slice: &Slice) -> Result<()> {
+pub fn run(
+    ctx: &CpuCtx,
+    p: &PreparedGemm,
+    x: &Tensor,
+    out: &SharedTensor<'_>,
+    slice: &Slice,
+) -> Result<()> {
     let (o, k) = (p.w.m(), p.w.k());
-    let src = MatrixSource { ptr: x.data().as_ptr(), sk: 1, sn: k };
-    let ov = OutView { ptr: out.as_ptr(), sm: 1, sn: o };
+    let src = MatrixSource {
+        ptr: x.data().as_ptr(),
+        sk: 1,
+        sn: k,
+    };
+    let ov = OutView {
+        ptr: out.as_ptr(),
+        sm: 1,
+        sn: o,
+    };
     let s = &p.out_shape;
     // SAFETY (each call): the (neurons × rows) block lies inside the slice of `out` owned by
     // the caller; `x` holds `rows × k` floats (shapes checked by the backend).
     match s.len() {
-        2 => unsafe { gemm::gemm(ctx, &p.w, &src, slice.channels.clone(), 0..s[0], ov, p.clamp) },
+        2 => unsafe {
+            gemm::gemm(
+                ctx,
+                &p.w,
+                &src,
+                slice.channels.clone(),
+                0..s[0],
+                ov,
+                p.clamp,
+            )
+        },
         3 => {
             for i0 in 0..s[0] {
                 let base = i0 * s[1];
-                unsafe { gemm::gemm(ctx, &p.w, &src, slice.rows.clone(), base + slice.channels.start..base + slice.channels.end, ov, p.clamp) };
+                unsafe {
+                    gemm::gemm(
+                        ctx,
+                        &p.w,
+                        &src,
+                        slice.rows.clone(),
+                        base + slice.channels.start..base + slice.channels.end,
+                        ov,
+                        p.clamp,
+                    )
+                };
             }
         }
         _ => {

@@ -23,14 +23,25 @@ impl Gemm {
         }
         let k = match input.last() {
             Some(k) if input.len() >= 2 => *k,
-            _ => return Err(Error::node(node, format!("input must be at least 2-D, got {input:?}"))),
+            _ => {
+                return Err(Error::node(
+                    node,
+                    format!("input must be at least 2-D, got {input:?}"),
+                ))
+            }
         };
         if k != ws[1] {
-            return Err(Error::node(node, format!("input has {k} features, weight expects {}", ws[1])));
+            return Err(Error::node(
+                node,
+                format!("input has {k} features, weight expects {}", ws[1]),
+            ));
         }
         if let Some(b) = &self.bias {
             if b.len() != ws[0] {
-                return Err(Error::node(node, format!("bias has {} elements, expected {}", b.len(), ws[0])));
+                return Err(Error::node(
+                    node,
+                    format!("bias has {} elements, expected {}", b.len(), ws[0]),
+                ));
             }
         }
         let mut out = input.to_vec();

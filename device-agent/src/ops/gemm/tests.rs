@@ -20,7 +20,11 @@ fn fully_connected_awkward_sizes() {
     ];
     for (i, (shape, o, act)) in cases.iter().enumerate() {
         let k = *shape.last().expect("rank ≥ 2");
-        let g = Gemm { weight: rng.tensor(&[*o, k], 1.0 / (k as f32).sqrt()), bias: (i % 3 != 1).then(|| rng.tensor(&[*o], 0.5)), activation: *act };
+        let g = Gemm {
+            weight: rng.tensor(&[*o, k], 1.0 / (k as f32).sqrt()),
+            bias: (i % 3 != 1).then(|| rng.tensor(&[*o], 0.5)),
+            activation: *act,
+        };
         let x = rng.tensor(shape, 1.0);
         let want = gemm(&g, &x).expect("valid");
         check_op(&Op::Gemm(g), &[&x], &want, 1.0, 100 + i as u64);

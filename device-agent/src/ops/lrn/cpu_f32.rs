@@ -18,7 +18,15 @@ pub fn run(ctx: &CpuCtx, l: &Lrn, x: &Tensor, out: &SharedTensor<'_>, slice: &Sl
         let dst = unsafe { out.range_mut(off, len) };
         // Channel `lo` of the same image and rows: `off` moved back by `c - lo` planes.
         let first = off - (c - lo) * plane;
-        ctx.isa().dispatch(LrnRun { l, x: x.data(), first, plane, channels: hi - lo + 1, own: off, dst });
+        ctx.isa().dispatch(LrnRun {
+            l,
+            x: x.data(),
+            first,
+            plane,
+            channels: hi - lo + 1,
+            own: off,
+            dst,
+        });
     });
     Ok(())
 }
@@ -45,12 +53,21 @@ impl SimdFn for LrnRun<'_> {
         // SAFETY: channel planes lo..=hi of this run exist (window clipped to the channels), so
         // every read at `first + k·plane + i` with `i < n` is inside `x`.
         unsafe {
-            let (bias, scale) = (S::splat(self.l.bias), S::splat(self.l.alpha / self.l.size as f32));
+            let (bias, scale) = (
+                S::splat(self.l.bias),
+                S::splat(self.l.alpha / self.l.size as f32),
+            );
             let one = S::splat(1.0);
             let mut i = 0;
             while i < n {
                 let m = (n - i).min(l);
-                let ld = |p: *const f32| if m == l { S::load(p) } else { S::load_partial(p, m) };
+                let ld = |p: *const f32| {
+                    if m == l {
+                        S::load(p)
+                    } else {
+                        S::load_partial(p, m)
+                    }
+                };
                 let mut sum = S::zero();
                 for k in 0..self.channels {
                     let v = ld(x.add(self.first + k * self.plane + i));

@@ -17,7 +17,9 @@ pub fn lrn(l: &Lrn, x: &Tensor) -> Tensor {
     for (i, v) in y.data_mut().iter_mut().enumerate() {
         let (ch, p, b) = ((i / hw) % c, i % hw, i / (hw * c));
         let (lo, hi) = window(l, ch, c);
-        let sum: f64 = (lo..=hi).map(|k| (x.data()[(b * c + k) * hw + p] as f64).powi(2)).sum();
+        let sum: f64 = (lo..=hi)
+            .map(|k| (x.data()[(b * c + k) * hw + p] as f64).powi(2))
+            .sum();
         let d = (l.bias as f64 + l.alpha as f64 / l.size as f64 * sum).powf(l.beta as f64);
         *v = (x.data()[i] as f64 / d) as f32;
     }

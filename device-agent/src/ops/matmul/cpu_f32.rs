@@ -8,7 +8,10 @@ use crate::{Error, Result};
 pub fn run(a: &Tensor, b: &Tensor, out: &SharedTensor<'_>) -> Result<()> {
     let shape = super::output_shape("matmul", &[a.shape(), b.shape()])?;
     if shape != out.shape() {
-        return Err(Error::Other(format!("matmul: output {:?}, expected {shape:?}", out.shape())));
+        return Err(Error::Other(format!(
+            "matmul: output {:?}, expected {shape:?}",
+            out.shape()
+        )));
     }
     let (sa, sb) = (a.shape(), b.shape());
     let (m, k, n) = (sa[sa.len() - 2], sa[sa.len() - 1], sb[sb.len() - 1]);

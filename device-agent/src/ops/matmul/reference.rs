@@ -17,7 +17,8 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             for j in 0..n {
                 let mut acc = 0.0f64;
                 for t in 0..k {
-                    acc += a.data()[(ia * m + i) * k + t] as f64 * b.data()[(ib * k + t) * n + j] as f64;
+                    acc += a.data()[(ia * m + i) * k + t] as f64
+                        * b.data()[(ib * k + t) * n + j] as f64;
                 }
                 out.data_mut()[(bi * m + i) * n + j] = acc as f32;
             }

@@ -15,7 +15,12 @@ impl Pad {
     /// Output shape.
     pub fn output_shape(&self, node: &str, input: &[usize]) -> Result<Vec<usize>> {
         let [n, c, h, w] = expect_nchw(node, "input", input)?;
-        Ok(vec![n, c, h + self.pads[0] + self.pads[2], w + self.pads[1] + self.pads[3]])
+        Ok(vec![
+            n,
+            c,
+            h + self.pads[0] + self.pads[2],
+            w + self.pads[1] + self.pads[3],
+        ])
     }
 }
 

@@ -11,8 +11,15 @@ pub fn pad(p: &Pad, x: &Tensor) -> Result<Tensor> {
     let mut out = Tensor::zeros(&shape);
     for (i, v) in out.data_mut().iter_mut().enumerate() {
         let (ox, oy, nc) = (i % ow, (i / ow) % oh, i / (ow * oh));
-        let (iy, ix) = (oy as isize - p.pads[0] as isize, ox as isize - p.pads[1] as isize);
-        *v = if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w { x.data()[(nc * h + iy as usize) * w + ix as usize] } else { p.value };
+        let (iy, ix) = (
+            oy as isize - p.pads[0] as isize,
+            ox as isize - p.pads[1] as isize,
+        );
+        *v = if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+            x.data()[(nc * h + iy as usize) * w + ix as usize]
+        } else {
+            p.value
+        };
     }
     Ok(out)
 }

@@ -5,7 +5,7 @@
 use super::reference::window;
 use super::Pool;
 use crate::backend::cpu::buf::with_scratch;
-use crate::backend::cpu::rows::{fill_phase_rows, input_rows, phase_width, plan_planes};
+use crate::backend::cpu::rows::{fill_phase_rows, phase_width, plan_planes, window_rows};
 use crate::backend::cpu::simd::{Simd, SimdFn};
 use crate::backend::cpu::{CpuCtx, Geom};
 use crate::tensor::{SharedTensor, Slice, Tensor};
@@ -19,7 +19,14 @@ pub enum Kind {
 }
 
 /// Computes `slice` of pooling `x` into `out`.
-pub fn run(ctx: &CpuCtx, kind: Kind, p: &Pool, x: &Tensor, out: &SharedTensor<'_>, slice: &Slice) -> Result<()> {
+pub fn run(
+    ctx: &CpuCtx,
+    kind: Kind,
+    p: &Pool,
+    x: &Tensor,
+    out: &SharedTensor<'_>,
+    slice: &Slice,
+) -> Result<()> {
     let s = x.shape();
     let (n, c, h, w) = (s[0], s[1], s[2], s[3]);
     let (oh, ow) = (out.shape()[2], out.shape()[3]);
@@ -30,17 +37,33 @@ pub fn run(ctx: &CpuCtx, kind: Kind, p: &Pool, x: &Tensor, out: &SharedTensor<'_
     // Reciprocal window sizes along each axis (average pooling).
     let recip = |o: usize, stride: usize, k: usize, lo: usize, hi: usize, len: usize| {
         let ((a, b), (s, e)) = window(o, stride, k, lo, hi, len);
-        let count = if p.count_include_pad { (b - a) as usize } else { e - s };
+        let count = if p.count_include_pad {
+            (b - a) as usize
+        } else {
+            e - s
+        };
         1.0 / count.max(1) as f32
     };
-    let rx: Vec<f32> = (0..ow.div_ceil(lanes) * lanes).map(|ox| if ox < ow { recip(ox, sw, kw, p.pads[1], p.pads[3], w) } else { 0.0 }).collect();
+    let rx: Vec<f32> = (0..ow.div_ceil(lanes) * lanes)
+        .map(|ox| {
+            if ox < ow {
+                recip(ox, sw, kw, p.pads[1], p.pads[3], w)
+            } else {
+                0.0
+            }
+        })
+        .collect();
     let chans = slice.channels.clone();
     let planes = n * chans.len();
     let (pp, rp) = plan_planes(planes, slice.rows.len(), ctx.threads());
     let plane_blocks = planes.div_ceil(pp);
     let row_blocks = slice.rows.len().div_ceil(rp);
-    let scratch_len = ((rp - 1) * sh + kh).min(h).max(1) * sw * wq;
-    let pad = if kind == Kind::Max { f32::NEG_INFINITY } else { 0.0 };
+    let scratch_len = window_rows(0, rp, sh, kh, 1, 0).len() * sw * wq;
+    let pad = if kind == Kind::Max {
+        f32::NEG_INFINITY
+    } else {
+        0.0
+    };
     let out_ptr = out.as_ptr() as usize;
     ctx.for_each_task(plane_blocks * row_blocks, |t| {
         let (pb, rb) = (t / row_blocks, t % row_blocks);
@@ -50,12 +73,11 @@ pub fn run(ctx: &CpuCtx, kind: Kind, p: &Pool, x: &Tensor, out: &SharedTensor<'_
             for pi in pb * pp..((pb + 1) * pp).min(planes) {
                 let (b, ch) = (pi / chans.len(), chans.start + pi % chans.len());
                 let plane = &x.data()[(b * c + ch) * h * w..(b * c + ch + 1) * h * w];
-                let rows = input_rows(oy0, oy1, sh, kh, 1, p.pads[0], h);
-                fill_phase_rows(plane, w, rows.clone(), sw, p.pads[1], wq, pad, scratch);
+                let rows = window_rows(oy0, oy1, sh, kh, 1, p.pads[0]);
+                fill_phase_rows(plane, h, w, rows.clone(), sw, p.pads[1], wq, pad, scratch);
                 ctx.isa().dispatch(PoolRows {
                     kind,
                     p,
-                    h,
                     ow,
                     wq,
                     in_rows: rows,
@@ -75,10 +97,9 @@ pub fn run(ctx: &CpuCtx, kind: Kind, p: &Pool, x: &Tensor, out: &SharedTensor<'_
 struct PoolRows<'a> {
     kind: Kind,
     p: &'a Pool,
-    h: usize,
     ow: usize,
     wq: usize,
-    in_rows: std::ops::Range<usize>,
+    in_rows: std::ops::Range<isize>,
     scratch: *const f32,
     rx: &'a [f32],
     ry: &'a dyn Fn(usize) -> f32,
@@ -94,6 +115,11 @@ impl SimdFn for PoolRows<'_> {
         let [kh, kw] = self.p.kernel;
         let [sh, sw] = self.p.stride;
         let max = self.kind == Kind::Max;
+        // Offset of each column tap in the phase rows (no division in the loops).
+        let mut tap_off = vec![0usize; kw];
+        for (kx, o) in tap_off.iter_mut().enumerate() {
+            *o = (kx % sw) * self.wq + kx / sw;
+        }
         // SAFETY: phase rows hold `wq` floats, enough for every tap of every vector of output
         // columns; stores stop at `ow` on rows the caller owns.
         unsafe {
@@ -104,13 +130,11 @@ impl SimdFn for PoolRows<'_> {
                 while ox < self.ow {
                     let mut acc = S::splat(if max { f32::NEG_INFINITY } else { 0.0 });
                     for ky in 0..kh {
+                        // Rows in the padding hold the pad value (−∞ or 0).
                         let iy = (oy * sh + ky) as isize - self.p.pads[0] as isize;
-                        if iy < self.in_rows.start as isize || iy >= self.in_rows.end as isize || iy >= self.h as isize {
-                            continue;
-                        }
-                        let base = self.scratch.add((iy as usize - self.in_rows.start) * sw * self.wq);
-                        for kx in 0..kw {
-                            let v = S::load(base.add((kx % sw) * self.wq + kx / sw + ox));
+                        let base = self.scratch.add((iy - self.in_rows.start) as usize * sw * self.wq);
+                        for &o in &tap_off {
+                            let v = S::load(base.add(o + ox));
                             acc = if max { S::max(acc, v) } else { S::add(acc, v) };
                         }
                     }
@@ -133,7 +157,11 @@ pub fn run_global(ctx: &CpuCtx, x: &Tensor, out: &SharedTensor<'_>, slice: &Slic
     let g = Geom::of(out.shape());
     let chans = slice.channels.clone();
     let planes = g.outer * chans.len();
-    let per = (planes * hw).div_ceil(ctx.threads() * 4).max(32 * 1024).div_ceil(hw.max(1)).max(1);
+    let per = (planes * hw)
+        .div_ceil(ctx.threads() * 4)
+        .max(32 * 1024)
+        .div_ceil(hw.max(1))
+        .max(1);
     ctx.for_each_task(planes.div_ceil(per), |t| {
         for pi in t * per..((t + 1) * per).min(planes) {
             let (b, c) = (pi / chans.len(), chans.start + pi % chans.len());

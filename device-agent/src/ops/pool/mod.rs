@@ -24,8 +24,22 @@ impl Pool {
         if self.kernel.contains(&0) {
             return Err(Error::node(node, "pool window must be positive"));
         }
-        let mut oh = window_out(node, h, self.pads[0] + self.pads[2], self.kernel[0], self.stride[0], self.ceil_mode)?;
-        let mut ow = window_out(node, w, self.pads[1] + self.pads[3], self.kernel[1], self.stride[1], self.ceil_mode)?;
+        let mut oh = window_out(
+            node,
+            h,
+            self.pads[0] + self.pads[2],
+            self.kernel[0],
+            self.stride[0],
+            self.ceil_mode,
+        )?;
+        let mut ow = window_out(
+            node,
+            w,
+            self.pads[1] + self.pads[3],
+            self.kernel[1],
+            self.stride[1],
+            self.ceil_mode,
+        )?;
         // ONNX/PyTorch rule: in ceil mode the last window must start inside the input or left padding.
         if self.ceil_mode {
             if (oh - 1) * self.stride[0] >= h + self.pads[0] {

@@ -6,7 +6,14 @@ use crate::Result;
 
 /// Window bounds along one axis: `(start, end)` in the padded frame clipped to the padded
 /// input's end, and the same clipped to the input.
-pub(crate) fn window(o: usize, stride: usize, k: usize, pad_lo: usize, pad_hi: usize, len: usize) -> ((isize, isize), (usize, usize)) {
+pub(crate) fn window(
+    o: usize,
+    stride: usize,
+    k: usize,
+    pad_lo: usize,
+    pad_hi: usize,
+    len: usize,
+) -> ((isize, isize), (usize, usize)) {
     let start = (o * stride) as isize - pad_lo as isize;
     let end = (start + k as isize).min((len + pad_hi) as isize);
     let s = start.max(0) as usize;
@@ -40,7 +47,11 @@ pub fn pool(p: &Pool, max: bool, x: &Tensor) -> Result<Tensor> {
                     sum += plane[y * w + xx] as f64;
                 }
             }
-            let count = if p.count_include_pad { (he - hs) * (we - ws) } else { ((ye - ys) * (xe - xs)) as isize };
+            let count = if p.count_include_pad {
+                (he - hs) * (we - ws)
+            } else {
+                ((ye - ys) * (xe - xs)) as isize
+            };
             *v = (sum / count.max(1) as f64) as f32;
         }
     }
@@ -51,6 +62,11 @@ pub fn pool(p: &Pool, max: bool, x: &Tensor) -> Result<Tensor> {
 pub fn global_average(x: &Tensor) -> Tensor {
     let s = x.shape();
     let hw = s[2] * s[3];
-    let data = x.data().chunks(hw.max(1)).map(|c| (c.iter().map(|&v| v as f64).sum::<f64>() / hw.max(1) as f64) as f32).collect();
-    Tensor::from_vec(&[s[0], s[1], 1, 1], data).unwrap_or_else(|| Tensor::zeros(&[s[0], s[1], 1, 1]))
+    let data = x
+        .data()
+        .chunks(hw.max(1))
+        .map(|c| (c.iter().map(|&v| v as f64).sum::<f64>() / hw.max(1) as f64) as f32)
+        .collect();
+    Tensor::from_vec(&[s[0], s[1], 1, 1], data)
+        .unwrap_or_else(|| Tensor::zeros(&[s[0], s[1], 1, 1]))
 }

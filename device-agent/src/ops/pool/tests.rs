@@ -17,19 +17,48 @@ fn pools_awkward_windows() {
         ([1, 24, 15, 10], [5, 3], [3, 2], [2, 1, 2, 1], true, false),
         ([1, 1, 56, 56], [3, 3], [2, 2], [0; 4], true, false),
     ];
-    for (i, &(shape, kernel, stride, pads, ceil_mode, count_include_pad)) in cases.iter().enumerate() {
-        let p = Pool { kernel, stride, pads, ceil_mode, count_include_pad };
+    for (i, &(shape, kernel, stride, pads, ceil_mode, count_include_pad)) in
+        cases.iter().enumerate()
+    {
+        let p = Pool {
+            kernel,
+            stride,
+            pads,
+            ceil_mode,
+            count_include_pad,
+        };
         let x = rng.tensor(&shape, 1.0);
-        check_op(&Op::MaxPool(p.clone()), &[&x], &pool(&p, true, &x).expect("valid"), 1.0, i as u64);
-        check_op(&Op::AveragePool(p.clone()), &[&x], &pool(&p, false, &x).expect("valid"), 1.0, i as u64);
+        check_op(
+            &Op::MaxPool(p.clone()),
+            &[&x],
+            &pool(&p, true, &x).expect("valid"),
+            1.0,
+            i as u64,
+        );
+        check_op(
+            &Op::AveragePool(p.clone()),
+            &[&x],
+            &pool(&p, false, &x).expect("valid"),
+            1.0,
+            i as u64,
+        );
     }
 }
 
 #[test]
 fn global_average_pooling() {
     let mut rng = Rng::new(72);
-    for (i, s) in [[1, 13, 7, 7], [2, 24, 1, 1], [1, 3, 17, 9], [1, 1024, 7, 7]].iter().enumerate() {
+    for (i, s) in [[1, 13, 7, 7], [2, 24, 1, 1], [1, 3, 17, 9], [1, 1024, 7, 7]]
+        .iter()
+        .enumerate()
+    {
         let x = rng.tensor(s, 1.0);
-        check_op(&Op::GlobalAveragePool, &[&x], &global_average(&x), 1.0, i as u64);
+        check_op(
+            &Op::GlobalAveragePool,
+            &[&x],
+            &global_average(&x),
+            1.0,
+            i as u64,
+        );
     }
 }

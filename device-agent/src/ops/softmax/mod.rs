@@ -4,7 +4,10 @@ use crate::{Error, Result};
 /// Same shape as the input; checks the axis.
 pub fn output_shape(node: &str, axis: usize, input: &[usize]) -> Result<Vec<usize>> {
     if axis >= input.len() {
-        return Err(Error::node(node, format!("axis {axis} out of range for rank {}", input.len())));
+        return Err(Error::node(
+            node,
+            format!("axis {axis} out of range for rank {}", input.len()),
+        ));
     }
     Ok(input.to_vec())
 }
