@@ -50,7 +50,10 @@ fn main() -> anyhow::Result<()> {
         let graph = ulayer::zoo::build_seeded(model, ulayer::zoo::DEFAULT_SEED)?.optimized()?;
         let stats = graph.stats()?;
         if let Some(i) = args.iter().position(|a| a == "--export") {
-            let dir = std::path::PathBuf::from(args.get(i + 1).ok_or_else(|| anyhow::anyhow!("--export DIR"))?);
+            let dir = std::path::PathBuf::from(
+                args.get(i + 1)
+                    .ok_or_else(|| anyhow::anyhow!("--export DIR"))?,
+            );
             std::fs::create_dir_all(&dir)?;
             ulayer::onnx::export_file(&graph, &dir.join(format!("{model}.onnx")))?;
         }

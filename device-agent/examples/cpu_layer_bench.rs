@@ -16,7 +16,9 @@ fn tensor(shape: &[usize], seed: u64) -> Tensor {
     let mut s = seed;
     let data = (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         })
         .collect();
@@ -37,10 +39,17 @@ fn conv(cin: usize, cout: usize, k: usize, stride: usize, groups: usize) -> Conv
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let opt = |name: &str, default: &str| -> String { args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string()) };
+    let opt = |name: &str, default: &str| -> String {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    };
     let threads: usize = opt("--threads", "2").parse()?;
     let iters: usize = opt("--iters", "200").parse()?;
-    let isa = Isa::from_name(&opt("--isa", ulayer::backend::cpu::default_isa().name())).ok_or_else(|| anyhow::anyhow!("--isa"))?;
+    let isa = Isa::from_name(&opt("--isa", ulayer::backend::cpu::default_isa().name()))
+        .ok_or_else(|| anyhow::anyhow!("--isa"))?;
     let only = opt("--only", "");
     let b = CpuBackend::with_isa(threads, isa)?;
     // (name, cin, h, cout, k, stride, groups)
@@ -59,12 +68,19 @@ fn main() -> anyhow::Result<()> {
         ("pw 1024>1024@7", 1024, 7, 1024, 1, 1, 1),
     ];
     println!("isa {} threads {threads}", isa.name());
-    for &(name, cin, h, cout, k, stride, groups) in layers.iter().filter(|l| l.0.contains(only.as_str())) {
+    for &(name, cin, h, cout, k, stride, groups) in
+        layers.iter().filter(|l| l.0.contains(only.as_str()))
+    {
         let c = conv(cin, cout, k, stride, groups);
         let x = tensor(&[1, cin, h, h], 3);
         let shape = c.output_shape(name, x.shape())?;
         let macs = (shape.iter().product::<usize>() * cin / groups * k * k) as f64;
-        let node = Node { name: name.into(), op: Op::Conv2d(c), inputs: vec!["x".into()], output: "y".into() };
+        let node = Node {
+            name: name.into(),
+            op: Op::Conv2d(c),
+            inputs: vec!["x".into()],
+            output: "y".into(),
+        };
         let p = b.prepare(&node, &[x.shape()], &shape, Precision::F32)?;
         let mut out = Tensor::zeros(&shape);
         let whole = Slice::whole(&shape);
@@ -82,7 +98,11 @@ fn main() -> anyhow::Result<()> {
         })?;
         times.sort_by(f64::total_cmp);
         let p50 = times[times.len() / 2];
-        println!("{name:<16} {:>20} p50 {p50:>8.4} ms  {:>7.1} GFLOP/s", format!("{shape:?}"), 2.0 * macs / 1e9 / (p50 / 1e3));
+        println!(
+            "{name:<16} {:>20} p50 {p50:>8.4} ms  {:>7.1} GFLOP/s",
+            format!("{shape:?}"),
+            2.0 * macs / 1e9 / (p50 / 1e3)
+        );
     }
     Ok(())
 }

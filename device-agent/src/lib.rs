@@ -15,6 +15,7 @@ pub mod graph;
 pub mod onnx;
 pub mod ops;
 pub mod protocol;
+pub mod quant;
 pub mod tensor;
 pub mod zoo;
 

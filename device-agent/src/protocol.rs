@@ -95,6 +95,13 @@ pub struct BenchRequest {
     /// Include every run's full per-layer trace in the answer.
     #[serde(default)]
     pub traces: bool,
+    /// Where the layers run: "cpu" (default) or "gpu" (the Vulkan backend).
+    #[serde(default = "default_mechanism")]
+    pub mechanism: String,
+}
+
+fn default_mechanism() -> String {
+    "cpu".into()
 }
 
 fn default_top() -> usize {

@@ -1,6 +1,5 @@
 //! Timing inference: warm-up, measured runs, latency statistics and per-layer times.
 use super::{load_model, resolve_threads};
-use crate::backend::cpu::CpuBackend;
 use crate::exec::Executor;
 use crate::protocol::{BenchReport, BenchRequest, LatencyStats, LayerTiming};
 use crate::tensor::Tensor;
@@ -21,7 +20,7 @@ pub(crate) fn bench_input(shape: &[usize]) -> Tensor {
 pub fn bench(
     req: &BenchRequest,
     data_dir: &Path,
-    mut progress: impl FnMut(usize, usize),
+    progress: impl FnMut(usize, usize),
 ) -> Result<BenchReport> {
     if req.iterations == 0 {
         return Err(Error::Other("iterations must be at least 1".into()));
@@ -29,7 +28,32 @@ pub fn bench(
     let model = load_model(&req.model, data_dir)?;
     let threads = resolve_threads(req.threads);
     let stats = model.graph.stats()?;
-    let mut exec = Executor::new(&model.graph, CpuBackend::new(threads)?, req.precision)?;
+    match req.mechanism.as_str() {
+        "cpu" => {
+            let exec = super::quant::cpu_executor(&model, req.precision, threads, data_dir)?;
+            timed(req, &model, &stats, threads, exec, progress)
+        }
+        "gpu" => {
+            let gpu = crate::backend::vulkan::VulkanBackend::new()?;
+            tracing::info!(device = %gpu.info().name, memory = gpu.memory_description(), "bench on the GPU");
+            let exec = Executor::new(&model.graph, gpu, req.precision)?;
+            timed(req, &model, &stats, threads, exec, progress)
+        }
+        other => Err(Error::Other(format!(
+            "unknown mechanism '{other}' (cpu or gpu)"
+        ))),
+    }
+}
+
+/// The measured part of [`bench`], on any backend.
+fn timed<B: crate::backend::Backend>(
+    req: &BenchRequest,
+    model: &super::LoadedModel,
+    stats: &crate::graph::GraphStats,
+    threads: usize,
+    mut exec: Executor<B>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<BenchReport> {
     let input = bench_input(&model.input.shape);
     for _ in 0..req.warmup {
         exec.run(std::slice::from_ref(&input))?;
@@ -66,7 +90,7 @@ pub fn bench(
         .collect();
     Ok(BenchReport {
         model: req.model.clone(),
-        mechanism: "cpu".into(),
+        mechanism: req.mechanism.clone(),
         precision: req.precision,
         threads,
         warmup: req.warmup,

@@ -65,11 +65,8 @@ pub fn classify(
 ) -> Result<(Vec<Classification>, Vec<Trace>)> {
     let model = load_model(model, data_dir)?;
     let names = datasets::imagenet_class_names(data_dir).ok();
-    let mut exec = Executor::new(
-        &model.graph,
-        CpuBackend::new(resolve_threads(threads))?,
-        precision,
-    )?;
+    let mut exec =
+        super::quant::cpu_executor(&model, precision, resolve_threads(threads), data_dir)?;
     let mut results = Vec::new();
     let mut traces = Vec::new();
     for path in images {
@@ -128,12 +125,9 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     let loaded = load_model(model, data_dir)?;
     let photos = datasets::bundled_photos(data_dir)?;
-    let mut exec = Executor::new(
-        &loaded.graph,
-        CpuBackend::new(resolve_threads(threads))?,
-        precision,
-    )?;
-    let spec = loaded.input.clone();
+    let mut exec =
+        super::quant::cpu_executor(&loaded, precision, resolve_threads(threads), data_dir)?;
+    let spec = loaded.input;
     let norm = datasets::Normalization {
         mean: spec.mean,
         std: spec.std,

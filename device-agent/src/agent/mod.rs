@@ -1,10 +1,13 @@
 //! The agent's work, shared by its CLI subcommands and its protocol server: loading models,
 //! classifying images, timing inference. The binary `ulayer-agent` is a thin shell over this.
+mod accuracy;
 mod bench;
 mod classify;
 mod model;
+pub mod quant;
 pub mod serve;
 
+pub use accuracy::{accuracy, AccuracyReport, AccuracyRow};
 pub use bench::bench;
 pub use classify::{classify, evaluate, Evaluation, PhotoResult};
 pub use model::{load_model, model_infos, LoadedModel};

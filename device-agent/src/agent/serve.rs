@@ -22,11 +22,13 @@ pub fn handle(request: &Request, data_dir: &Path) -> Response {
 
 /// Parses one request line; a bad line gives the error response to send (with id 0 when the
 /// id itself could not be read).
-pub fn parse_line(line: &str, line_no: usize) -> Result<RequestEnvelope, ResponseEnvelope> {
-    let fail = |id: u64, message: String| ResponseEnvelope {
-        v: PROTOCOL_VERSION,
-        id,
-        response: Response::Error { message },
+pub fn parse_line(line: &str, line_no: usize) -> Result<RequestEnvelope, Box<ResponseEnvelope>> {
+    let fail = |id: u64, message: String| {
+        Box::new(ResponseEnvelope {
+            v: PROTOCOL_VERSION,
+            id,
+            response: Response::Error { message },
+        })
     };
     let value: serde_json::Value = serde_json::from_str(line)
         .map_err(|e| fail(0, format!("line {line_no}: not JSON: {e}")))?;
@@ -63,7 +65,7 @@ pub fn serve(
                     stop,
                 )
             }
-            Err(reply) => (reply, false),
+            Err(reply) => (*reply, false),
         };
         let text = serde_json::to_string(&reply).map_err(std::io::Error::other)?;
         writeln!(output, "{text}")?;

@@ -5,6 +5,7 @@ use crate::tensor::{SharedTensor, Slice, Tensor};
 use crate::Result;
 
 pub mod cpu;
+pub mod vulkan;
 
 /// A processor of the SoC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -69,5 +70,46 @@ pub trait Backend: Send + Sync {
     /// on its thread pool). The default calls `f` directly.
     fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         f()
+    }
+
+    /// Prepares node `node` of a quantized model for QUInt8 storage: `q` gives the
+    /// quantization of its inputs and output and its 8-bit weights (see [`crate::quant`]).
+    /// The default: this backend has no QUInt8 kernels.
+    fn prepare_quantized(
+        &self,
+        node: &Node,
+        q: &crate::quant::QuantNode<'_>,
+        input_shapes: &[&[usize]],
+        output_shape: &[usize],
+    ) -> Result<Self::Prepared> {
+        let _ = (q, input_shapes, output_shape);
+        Err(crate::Error::node(
+            &node.name,
+            format!("the {:?} backend has no QUInt8 kernels", self.processor()),
+        ))
+    }
+
+    /// Computes output channels `slice.channels` and rows `slice.rows` of a node prepared by
+    /// [`Backend::prepare_quantized`] from QUInt8 inputs into the QUInt8 `out`, writing
+    /// nothing outside the slice.
+    fn run_quantized(
+        &self,
+        prepared: &Self::Prepared,
+        inputs: &[&crate::quant::QTensor],
+        out: &crate::quant::SharedQTensor<'_>,
+        slice: &Slice,
+    ) -> Result<()> {
+        let _ = (prepared, inputs, out, slice);
+        Err(crate::Error::Other(format!(
+            "the {:?} backend has no QUInt8 kernels",
+            self.processor()
+        )))
+    }
+
+    /// When the last `run` on this thread did its work, on the processor's own clock converted
+    /// to `CLOCK_MONOTONIC` ns (the GPU's calibrated timestamps); `None` (the default) lets the
+    /// caller use its own clock around the call.
+    fn last_span_ns(&self) -> Option<(u64, u64)> {
+        None
     }
 }

@@ -4,10 +4,15 @@
 //! preallocates the value buffers (reusing a buffer once its value is dead, among values of
 //! the same size), and records one [`LayerSpan`] per layer. [`Executor::run_sliced`] computes
 //! each layer as a union of disjoint slices, the primitive the cooperative executor builds on.
+//!
+//! [`Executor::new_quantized`] runs a [`QuantizedModel`] instead: every buffer then holds a
+//! QUInt8 value ([`Value::Q8`]), graph inputs are quantized on entry (inside the traced
+//! inference) and graph outputs dequantized on exit (see [`crate::quant`]).
 pub mod trace;
 
 use crate::backend::{Backend, Precision};
 use crate::graph::Graph;
+use crate::quant::{QParams, QTensor, QuantizedModel, Value};
 use crate::tensor::{Slice, Tensor};
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -31,6 +36,8 @@ struct Step<P> {
     inputs: Vec<Source>,
     slot: usize,
     shape: Vec<usize>,
+    /// The output's quantization (quantized execution).
+    out_q: Option<QParams>,
 }
 
 /// A single-processor executor of one graph on backend `B`.
@@ -41,7 +48,9 @@ pub struct Executor<B: Backend> {
     graph: String,
     inputs: Vec<(String, Vec<usize>)>,
     steps: Vec<Step<B::Prepared>>,
-    slots: Vec<Tensor>,
+    slots: Vec<Value>,
+    /// The graph inputs, quantized (quantized execution only).
+    qinputs: Vec<QTensor>,
     outputs: Vec<Source>,
 }
 
@@ -49,6 +58,22 @@ impl<B: Backend> Executor<B> {
     /// Validates `graph`, prepares every node on `backend` at `precision` and allocates the
     /// buffers. Errors name the node at fault.
     pub fn new(graph: &Graph, backend: B, precision: Precision) -> Result<Executor<B>> {
+        Self::build(graph, backend, precision, None)
+    }
+
+    /// Prepares every node of a quantized model on `backend` for QUInt8 storage
+    /// ([`Backend::prepare_quantized`]) and allocates QUInt8 buffers. Errors name the node at
+    /// fault.
+    pub fn new_quantized(model: &QuantizedModel, backend: B) -> Result<Executor<B>> {
+        Self::build(&model.graph, backend, Precision::Quint8, Some(model))
+    }
+
+    fn build(
+        graph: &Graph,
+        backend: B,
+        precision: Precision,
+        quant: Option<&QuantizedModel>,
+    ) -> Result<Executor<B>> {
         let shapes = graph.infer_shapes()?;
         let mut where_: HashMap<&str, Source> = HashMap::new();
         for (i, v) in graph.inputs.iter().enumerate() {
@@ -64,7 +89,7 @@ impl<B: Backend> Executor<B> {
         for o in &graph.outputs {
             last_use.insert(o.as_str(), usize::MAX);
         }
-        let mut slots: Vec<Tensor> = Vec::new();
+        let mut slots: Vec<Value> = Vec::new();
         let mut free: Vec<usize> = Vec::new();
         let mut steps = Vec::with_capacity(graph.nodes.len());
         for (i, n) in graph.nodes.iter().enumerate() {
@@ -81,7 +106,16 @@ impl<B: Backend> Executor<B> {
                         })
                     })
                     .collect::<Result<_>>()?;
-            let prepared = backend.prepare(n, &ins, &shape, precision)?;
+            let (prepared, out_q) = match quant {
+                None => (backend.prepare(n, &ins, &shape, precision)?, None),
+                Some(m) => {
+                    let q = m.node(i);
+                    (
+                        backend.prepare_quantized(n, &q, &ins, &shape)?,
+                        Some(q.output),
+                    )
+                }
+            };
             let inputs = n
                 .inputs
                 .iter()
@@ -96,7 +130,10 @@ impl<B: Backend> Executor<B> {
             let slot = match free.iter().position(|&s| slots[s].len() == len) {
                 Some(k) => free.swap_remove(k),
                 None => {
-                    slots.push(Tensor::zeros(&shape));
+                    slots.push(match out_q {
+                        None => Value::F32(Tensor::zeros(&shape)),
+                        Some(q) => Value::Q8(QTensor::zeros(&shape, q)),
+                    });
                     slots.len() - 1
                 }
             };
@@ -122,6 +159,7 @@ impl<B: Backend> Executor<B> {
                 inputs,
                 slot,
                 shape,
+                out_q,
             });
         }
         let outputs = graph
@@ -145,6 +183,15 @@ impl<B: Backend> Executor<B> {
                 .collect(),
             steps,
             slots,
+            qinputs: match quant {
+                None => Vec::new(),
+                Some(m) => graph
+                    .inputs
+                    .iter()
+                    .zip(&m.inputs)
+                    .map(|(v, &q)| QTensor::zeros(&v.shape, q))
+                    .collect(),
+            },
             outputs,
         })
     }
@@ -189,6 +236,7 @@ impl<B: Backend> Executor<B> {
             precision,
             steps,
             slots,
+            qinputs,
             outputs,
             ..
         } = self;
@@ -199,12 +247,17 @@ impl<B: Backend> Executor<B> {
                 end_ns: 0,
                 layers: Vec::with_capacity(steps.len()),
             };
+            for (q, t) in qinputs.iter_mut().zip(inputs) {
+                let qp = q.qparams();
+                crate::quant::quantize_into(t.data(), qp, q.data_mut());
+            }
+            let qinputs = &*qinputs;
             for (i, step) in steps.iter().enumerate() {
                 let slices = plan(i, &step.shape);
                 check_cover(&step.node, &step.shape, &slices)?;
                 // Take the output buffer out so that inputs can be borrowed from the others.
                 // A reused buffer may hold a value of another shape with the same element count.
-                let out = std::mem::replace(&mut slots[step.slot], Tensor::zeros(&[0]));
+                let out = std::mem::replace(&mut slots[step.slot], Value::F32(Tensor::zeros(&[0])));
                 let mut out = if out.shape() == step.shape.as_slice() {
                     out
                 } else {
@@ -212,20 +265,63 @@ impl<B: Backend> Executor<B> {
                         Error::node(&step.node, "reused buffer has the wrong size")
                     })?
                 };
+                let mixed = || Error::node(&step.node, "internal: F32 and QUInt8 values mixed");
                 let result = (|| {
+                    let t = match &mut out {
+                        Value::F32(t) => t,
+                        Value::Q8(q) => {
+                            if let Some(oq) = step.out_q {
+                                q.set_qparams(oq);
+                            }
+                            let ins: Vec<&QTensor> = step
+                                .inputs
+                                .iter()
+                                .map(|s| match *s {
+                                    Source::Input(k) => qinputs.get(k).ok_or_else(mixed),
+                                    Source::Slot(k) => match &slots[k] {
+                                        Value::Q8(v) => Ok(v),
+                                        Value::F32(_) => Err(mixed()),
+                                    },
+                                })
+                                .collect::<Result<_>>()?;
+                            let shared = q.shared();
+                            for slice in slices {
+                                let start_ns = monotonic_ns();
+                                backend.run_quantized(&step.prepared, &ins, &shared, &slice)?;
+                                let end_ns = monotonic_ns();
+                                let (start_ns, end_ns) =
+                                    backend.last_span_ns().unwrap_or((start_ns, end_ns));
+                                trace.layers.push(LayerSpan {
+                                    node: step.node.clone(),
+                                    kind: step.kind.to_string(),
+                                    processor: backend.processor(),
+                                    precision,
+                                    slice,
+                                    start_ns,
+                                    end_ns,
+                                });
+                            }
+                            return Ok(());
+                        }
+                    };
                     let ins: Vec<&Tensor> = step
                         .inputs
                         .iter()
                         .map(|s| match *s {
-                            Source::Input(k) => &inputs[k],
-                            Source::Slot(k) => &slots[k],
+                            Source::Input(k) => Ok(&inputs[k]),
+                            Source::Slot(k) => match &slots[k] {
+                                Value::F32(v) => Ok(v),
+                                Value::Q8(_) => Err(mixed()),
+                            },
                         })
-                        .collect();
-                    let shared = out.shared();
+                        .collect::<Result<_>>()?;
+                    let shared = t.shared();
                     for slice in slices {
                         let start_ns = monotonic_ns();
                         backend.run(&step.prepared, &ins, &shared, &slice)?;
                         let end_ns = monotonic_ns();
+                        let (start_ns, end_ns) =
+                            backend.last_span_ns().unwrap_or((start_ns, end_ns));
                         trace.layers.push(LayerSpan {
                             node: step.node.clone(),
                             kind: step.kind.to_string(),
@@ -248,7 +344,7 @@ impl<B: Backend> Executor<B> {
             .iter()
             .map(|s| match *s {
                 Source::Input(k) => inputs[k].clone(),
-                Source::Slot(k) => slots[k].clone(),
+                Source::Slot(k) => slots[k].to_f32(),
             })
             .collect();
         Ok((outs, trace))

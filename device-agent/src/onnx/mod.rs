@@ -18,6 +18,7 @@ mod attributes;
 mod context;
 mod convert;
 mod export;
+mod export_qdq;
 mod import;
 pub mod npy;
 pub mod reference;
@@ -27,6 +28,7 @@ mod values;
 mod tests;
 
 pub use export::{export, export_file, to_model, EXPORT_OPSET};
+pub use export_qdq::{export_qdq, export_qdq_file, to_qdq_model};
 pub use import::{import_bytes, import_file};
 
 /// The ONNX protobuf messages (generated from `proto/onnx.proto`).

@@ -205,10 +205,22 @@ pub struct OutView {
 unsafe impl Sync for OutView {}
 unsafe impl Send for OutView {}
 
-/// Largest `K` processed in one pass; longer products accumulate in `C` over chunks.
-const KC_MAX: usize = 1024;
+/// Bytes of the vector operand's panel kept in L1 for one `K` chunk: the chunk length is
+/// chosen so that `kc × VECS·LANES` floats fit (AVX-512: 128 × 48 floats = 24 KiB).
+const L1_PANEL_BYTES: usize = 24 * 1024;
 /// Target size (floats) of one task's packed activation block (stays in L2).
-const PACK_TARGET: usize = 64 * 1024;
+const PACK_TARGET: usize = 96 * 1024;
+
+/// A tuning knob for measurements: `ULAYER_GEMM_KC=N` sets the K chunk (0: never chunk).
+fn kc_override() -> Option<usize> {
+    static KC: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *KC.get_or_init(|| {
+        std::env::var("ULAYER_GEMM_KC")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(|v: usize| if v == 0 { usize::MAX / 2 } else { v })
+    })
+}
 
 /// Computes `C[m, n] = clamp(bias[m] + Σ_k W[m, k]·B[k, n], lo, hi)` for `m ∈ ms`, `n ∈ ns`.
 /// Weights-broadcast products need `out.sn == 1`.
@@ -235,10 +247,12 @@ pub unsafe fn gemm<P: PackSource>(
     let (rows, vecs) = isa.gemm_tile();
     let lanes = isa.lanes();
     let k = w.k;
-    let kc = if k <= KC_MAX {
+    // K chunk: the vector operand's panel chunk stays in L1 across the other operand's tiles.
+    let kc_target = kc_override().unwrap_or((L1_PANEL_BYTES / (4 * vecs * lanes)).max(32));
+    let kc = if k <= kc_target * 5 / 4 {
         k
     } else {
-        k.div_ceil(k.div_ceil(KC_MAX * 3 / 4))
+        k.div_ceil(k.div_ceil(kc_target))
     };
     // Units along m (weight panels) and n (activation panels) and the most n units per task.
     let (m_unit, n_unit) = match w.orientation {
@@ -247,11 +261,18 @@ pub unsafe fn gemm<P: PackSource>(
     };
     let m_units = ms.end.div_ceil(m_unit) - ms.start / m_unit;
     let n_units = ns.len().div_ceil(n_unit);
-    let n_max = (PACK_TARGET / (kc.max(1) * n_unit)).max(1);
+    let n_max = (PACK_TARGET / (k.max(1) * n_unit)).max(1);
     let (mb, nb) = plan(m_units, n_units, n_max, ctx.threads, k * m_unit * n_unit);
     let m_blocks = m_units.div_ceil(mb);
     let n_blocks = n_units.div_ceil(nb);
-    let scratch_len = kc * nb * n_unit;
+    // Packed activations for the whole K, plus (activations broadcast, chunked K) the tile
+    // accumulators between chunks.
+    let acc_len = if w.orientation == Orientation::ActivationsBroadcast && kc < k {
+        nb * n_unit * w.width
+    } else {
+        0
+    };
+    let scratch_len = k * nb * n_unit + acc_len;
     let p_first = ms.start / m_unit;
     ctx.for_each_task(m_blocks * n_blocks, |t| {
         let (bm, bn) = (t / n_blocks, t % n_blocks);
@@ -338,7 +359,7 @@ impl<P: PackSource> TileFn for Task<'_, P> {
     #[inline(always)]
     fn call<S: Simd, const R: usize, const V: usize>(self) {
         // SAFETY: `gemm`'s contract: the block is ours to write, the source covers it, and the
-        // scratch holds `kc × nb × n_unit` floats.
+        // scratch holds `K × nb × n_unit` floats (+ the chunk accumulators).
         unsafe {
             match self.w.orientation {
                 Orientation::WeightsBroadcast => task_wb::<S, R, V, P>(&self),
@@ -348,7 +369,9 @@ impl<P: PackSource> TileFn for Task<'_, P> {
     }
 }
 
-/// Weights broadcast: panels of `R` channels × panels of `V·LANES` pixels.
+/// Weights broadcast: panels of `R` channels × panels of `V·LANES` pixels. The activation
+/// panels are packed once for the whole K; for each K chunk, each activation panel chunk
+/// (`kc × V·LANES`, in L1) meets every weight panel of the task.
 #[inline(always)]
 unsafe fn task_wb<S: Simd, const R: usize, const V: usize, P: PackSource>(t: &Task<'_, P>) {
     let l = S::LANES;
@@ -358,37 +381,37 @@ unsafe fn task_wb<S: Simd, const R: usize, const V: usize, P: PackSource>(t: &Ta
     let n_len = n.len();
     let n_panels = n_len.div_ceil(nr);
     let (p0, p1) = (m.start / R, m.end.div_ceil(R));
+    for jp in 0..n_panels {
+        t.src.pack::<S>(
+            0,
+            k,
+            n.start + jp * nr,
+            n.end,
+            nr,
+            t.scratch.add(jp * k * nr),
+        );
+    }
     let mut k0 = 0;
     while k0 < k {
         let k1 = (k0 + t.kc).min(k);
         let kl = k1 - k0;
-        for jp in 0..n_panels {
-            t.src.pack::<S>(
-                k0,
-                k1,
-                n.start + jp * nr,
-                n.end,
-                nr,
-                t.scratch.add(jp * kl * nr),
-            );
-        }
         let tail = TileTail {
             first: k0 == 0,
             last: k1 == k,
             lo: t.clamp.0,
             hi: t.clamp.1,
         };
-        for p in p0..p1 {
-            let a = w.data.as_ptr().add((p * k + k0) * R);
-            let rows = (m.start.max(p * R) - p * R, m.end.min(p * R + R) - p * R);
-            let bias = w.bias.as_ptr().add(p * R);
-            for jp in 0..n_panels {
-                let b = t.scratch.add(jp * kl * nr) as *const f32;
-                let ncols = nr.min(n_len - jp * nr);
+        for jp in 0..n_panels {
+            let b = t.scratch.add((jp * k + k0) * nr) as *const f32;
+            let ncols = nr.min(n_len - jp * nr);
+            let nv = ncols.div_ceil(l);
+            for p in p0..p1 {
+                let a = w.data.as_ptr().add((p * k + k0) * R);
+                let rows = (m.start.max(p * R) - p * R, m.end.min(p * R + R) - p * R);
+                let bias = w.bias.as_ptr().add(p * R);
                 let c = out
                     .ptr
                     .wrapping_add(p * R * out.sm + (n.start + jp * nr) * out.sn);
-                let nv = ncols.div_ceil(l);
                 let args = (kl, a, b, nr, c, out.sm, rows, ncols, bias, tail);
                 if nv == V {
                     tile_wb::<S, R, V>(args);
@@ -510,7 +533,10 @@ unsafe fn accumulate<S: Simd, const R: usize, const NV: usize>(
     out
 }
 
-/// Activations broadcast: panels of `V·LANES` channels × tiles of `R` pixels (or rows).
+/// Activations broadcast: panels of `V·LANES` channels × tiles of `R` pixels (or rows). The
+/// activation tiles are packed once for the whole K; each weight panel chunk
+/// (`kc × V·LANES`, in L1) meets every activation tile, whose partial sums wait in the
+/// scratch between chunks (the output is scattered, so it is written once, at the end).
 #[inline(always)]
 unsafe fn task_ab<S: Simd, const R: usize, const V: usize, P: PackSource>(t: &Task<'_, P>) {
     let l = S::LANES;
@@ -521,48 +547,42 @@ unsafe fn task_ab<S: Simd, const R: usize, const V: usize, P: PackSource>(t: &Ta
     let n_len = n.len();
     let n_tiles = n_len.div_ceil(R);
     let (q0, q1) = (m.start / vl, m.end.div_ceil(vl));
-    let mut k0 = 0;
-    while k0 < k {
-        let k1 = (k0 + t.kc).min(k);
-        let kl = k1 - k0;
-        for jt in 0..n_tiles {
-            t.src.pack::<S>(
-                k0,
-                k1,
-                n.start + jt * R,
-                n.end,
-                R,
-                t.scratch.add(jt * kl * R),
-            );
-        }
-        let tail = TileTail {
-            first: k0 == 0,
-            last: k1 == k,
-            lo: t.clamp.0,
-            hi: t.clamp.1,
-        };
-        for q in q0..q1 {
+    for jt in 0..n_tiles {
+        t.src
+            .pack::<S>(0, k, n.start + jt * R, n.end, R, t.scratch.add(jt * k * R));
+    }
+    let accs = t.scratch.add(n_tiles * k * R);
+    for q in q0..q1 {
+        let lanes = (
+            m.start.max(q * vl) - q * vl,
+            m.end.min(q * vl + vl) - q * vl,
+        );
+        let bias = w.bias.as_ptr().add(q * vl);
+        let nv = lanes.1.div_ceil(l);
+        let mut k0 = 0;
+        while k0 < k {
+            let k1 = (k0 + t.kc).min(k);
+            let kl = k1 - k0;
+            let tail = TileTail {
+                first: k0 == 0,
+                last: k1 == k,
+                lo: t.clamp.0,
+                hi: t.clamp.1,
+            };
             let wv = w.data.as_ptr().add((q * k + k0) * vl);
-            let lanes = (
-                m.start.max(q * vl) - q * vl,
-                m.end.min(q * vl + vl) - q * vl,
-            );
-            let bias = w.bias.as_ptr().add(q * vl);
-            let nv = lanes.1.div_ceil(l);
             for jt in 0..n_tiles {
-                let a = t.scratch.add(jt * kl * R);
                 let nrows = R.min(n_len - jt * R);
-                let c = out
-                    .ptr
-                    .wrapping_add(q * vl * out.sm + (n.start + jt * R) * out.sn);
                 let args = AbArgs {
                     kl,
-                    a,
+                    a: t.scratch.add((jt * k + k0) * R),
                     w: wv,
                     ws: vl,
-                    c,
+                    c: out
+                        .ptr
+                        .wrapping_add(q * vl * out.sm + (n.start + jt * R) * out.sn),
                     sm: out.sm,
                     sn: out.sn,
+                    acc: accs.wrapping_add(jt * R * vl),
                     nrows,
                     lanes,
                     bias,
@@ -588,8 +608,8 @@ unsafe fn task_ab<S: Simd, const R: usize, const V: usize, P: PackSource>(t: &Ta
                     },
                 }
             }
+            k0 = k1;
         }
-        k0 = k1;
     }
 }
 
@@ -603,26 +623,12 @@ struct AbArgs {
     c: *mut f32,
     sm: usize,
     sn: usize,
+    /// This tile's partial sums between K chunks (`RP × ws` floats, row-major).
+    acc: *mut f32,
     nrows: usize,
     lanes: (usize, usize),
     bias: *const f32,
     tail: TileTail,
-}
-
-/// Stores lanes `lo..hi` of `x` to `p[lo..hi]` (`p` is lane 0's address).
-#[inline(always)]
-unsafe fn store_lanes<S: Simd>(p: *mut f32, x: S::V, lo: usize, hi: usize) {
-    if lo == 0 && hi == S::LANES {
-        S::store(p, x);
-    } else if lo == 0 {
-        S::store_partial(p, x, hi);
-    } else if lo < hi {
-        let mut t = [0.0f32; 16];
-        S::store(t.as_mut_ptr(), x);
-        for i in lo..hi {
-            *p.add(i) = t[i];
-        }
-    }
 }
 
 /// One activations-broadcast tile: `RR` pixels (of a panel of `RP`) × `NV` channel vectors.
@@ -632,34 +638,35 @@ unsafe fn tile_ab<S: Simd, const RR: usize, const NV: usize, const RP: usize>(g:
     let mut acc = [[S::zero(); NV]; RR];
     for (r, acc_r) in acc.iter_mut().enumerate() {
         for (v, a) in acc_r.iter_mut().enumerate() {
-            if g.tail.first {
-                *a = S::load(g.bias.add(v * l));
-            } else if r < g.nrows {
-                let mut t = [0.0f32; 16];
-                for (i, x) in t.iter_mut().enumerate().take(l) {
-                    let j = v * l + i;
-                    if j >= g.lanes.0 && j < g.lanes.1 {
-                        *x = *g.c.wrapping_add(j * g.sm + r * g.sn);
-                    }
-                }
-                *a = S::load(t.as_ptr());
-            }
+            *a = if g.tail.first {
+                S::load(g.bias.add(v * l))
+            } else {
+                S::load(g.acc.add(r * g.ws + v * l))
+            };
         }
     }
     let acc = accumulate::<S, RR, NV>(acc, g.kl, g.a, RP, g.w, g.ws);
+    if !g.tail.last {
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (v, &x) in acc_r.iter().enumerate() {
+                S::store(g.acc.add(r * g.ws + v * l), x);
+            }
+        }
+        return;
+    }
     let (lo, hi) = (S::splat(g.tail.lo), S::splat(g.tail.hi));
     for (r, acc_r) in acc.iter().enumerate() {
         if r >= g.nrows {
             continue;
         }
         for (v, &x) in acc_r.iter().enumerate() {
-            let x = if g.tail.last { S::clamp(x, lo, hi) } else { x };
+            let x = S::clamp(x, lo, hi);
             let (vlo, vhi) = (g.lanes.0.max(v * l), g.lanes.1.min(v * l + l));
             if vlo >= vhi {
                 continue;
             }
             if g.sm == 1 {
-                store_lanes::<S>(
+                S::store_lanes(
                     g.c.wrapping_add(v * l + r * g.sn),
                     x,
                     vlo - v * l,

@@ -19,11 +19,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub mod buf;
 pub mod gemm;
+pub mod gemm_q8;
 pub mod isa;
+pub(crate) mod q8;
 pub mod rows;
 pub mod simd;
+pub mod simd_q8;
 #[cfg(test)]
 pub(crate) mod testutil;
+#[cfg(test)]
+pub(crate) mod testutil_q8;
 
 pub use isa::{default_isa, isa_name, Isa};
 
@@ -215,6 +220,8 @@ enum Kernel {
     Gemm(ops::gemm::cpu_f32::PreparedGemm),
     /// Ops without prepared state: run from the op itself.
     Plain(Op),
+    /// A node of a quantized model (QUInt8 storage, see [`q8`]).
+    Q8(Box<q8::Q8Prepared>),
 }
 
 /// A node prepared for the CPU: its kernel and the shapes it was prepared for.
@@ -316,7 +323,7 @@ impl Backend for CpuBackend {
         if precision != Precision::F32 {
             return Err(Error::node(
                 &node.name,
-                format!("the CPU backend runs f32 only for now, not {precision}"),
+                format!("the CPU backend runs {precision} only on a quantized model (ulayer::quant, Executor::new_quantized); this call prepares f32"),
             ));
         }
         let expected = node.op.output_shape(&node.name, input_shapes)?;
@@ -395,7 +402,31 @@ impl Backend for CpuBackend {
             Kernel::Conv(k) => ops::conv2d::cpu_f32::run(ctx, k, inputs[0], out, slice),
             Kernel::Gemm(k) => ops::gemm::cpu_f32::run(ctx, k, inputs[0], out, slice),
             Kernel::Plain(op) => run_plain(ctx, node, op, inputs, out, slice),
+            Kernel::Q8(_) => Err(Error::node(
+                node,
+                "prepared for QUInt8: run it with `run_quantized`",
+            )),
         }
+    }
+
+    fn prepare_quantized(
+        &self,
+        node: &Node,
+        q: &crate::quant::QuantNode<'_>,
+        input_shapes: &[&[usize]],
+        output_shape: &[usize],
+    ) -> Result<CpuPrepared> {
+        q8::prepare(self, node, q, input_shapes, output_shape)
+    }
+
+    fn run_quantized(
+        &self,
+        p: &CpuPrepared,
+        inputs: &[&crate::quant::QTensor],
+        out: &crate::quant::SharedQTensor<'_>,
+        slice: &Slice,
+    ) -> Result<()> {
+        q8::run(self, p, inputs, out, slice)
     }
 
     fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {

@@ -43,6 +43,11 @@ pub trait Simd: Copy + 'static {
     unsafe fn load_partial(p: *const f32, n: usize) -> Self::V;
     /// Stores the first `n <= LANES` lanes; writes nothing past `p + n`.
     unsafe fn store_partial(p: *mut f32, v: Self::V, n: usize);
+    /// Stores lanes `lo..hi` (`lo <= hi <= LANES`) of `v` to `p + lo .. p + hi`; nothing else
+    /// is accessed, so `p` itself may point before the owned elements.
+    unsafe fn store_lanes(p: *mut f32, v: Self::V, lo: usize, hi: usize);
+    /// Splits `[a, b]` (2·LANES consecutive floats) into its even and odd elements.
+    unsafe fn deinterleave(a: Self::V, b: Self::V) -> (Self::V, Self::V);
     /// `a * b + c`.
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
@@ -105,6 +110,16 @@ impl Simd for Scalar {
         if n > 0 {
             *p = v
         }
+    }
+    #[inline(always)]
+    unsafe fn store_lanes(p: *mut f32, v: f32, lo: usize, hi: usize) {
+        if lo == 0 && hi > 0 {
+            *p = v
+        }
+    }
+    #[inline(always)]
+    unsafe fn deinterleave(a: f32, b: f32) -> (f32, f32) {
+        (a, b)
     }
     #[inline(always)]
     unsafe fn fma(a: f32, b: f32, c: f32) -> f32 {
@@ -204,6 +219,29 @@ mod x86 {
             _mm256_maskstore_ps(p, avx2_mask(n), v)
         }
         #[inline(always)]
+        unsafe fn store_lanes(p: *mut f32, v: __m256, lo: usize, hi: usize) {
+            if lo == 0 && hi == 8 {
+                // Masked stores are slow on some cores (microcoded on AMD Zen).
+                return _mm256_storeu_ps(p, v);
+            }
+            let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let m = _mm256_and_si256(
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(hi as i32), idx),
+                _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(lo as i32 - 1)),
+            );
+            _mm256_maskstore_ps(p, m, v)
+        }
+        #[inline(always)]
+        unsafe fn deinterleave(a: __m256, b: __m256) -> (__m256, __m256) {
+            // [a0 a2 b0 b2 | a4 a6 b4 b6] → [a0 a2 a4 a6 b0 b2 b4 b6] (same for odd).
+            let e = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+            let o = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
+            (
+                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e))),
+                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(o))),
+            )
+        }
+        #[inline(always)]
         unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
             _mm256_fmadd_ps(a, b, c)
         }
@@ -293,6 +331,19 @@ mod x86 {
         #[inline(always)]
         unsafe fn store_partial(p: *mut f32, v: __m512, n: usize) {
             _mm512_mask_storeu_ps(p, avx512_mask(n), v)
+        }
+        #[inline(always)]
+        unsafe fn store_lanes(p: *mut f32, v: __m512, lo: usize, hi: usize) {
+            _mm512_mask_storeu_ps(p, avx512_mask(hi) & !avx512_mask(lo), v)
+        }
+        #[inline(always)]
+        unsafe fn deinterleave(a: __m512, b: __m512) -> (__m512, __m512) {
+            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+            (
+                _mm512_permutex2var_ps(a, even, b),
+                _mm512_permutex2var_ps(a, odd, b),
+            )
         }
         #[inline(always)]
         unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
@@ -386,6 +437,18 @@ mod arm {
             let mut t = [0.0f32; 4];
             vst1q_f32(t.as_mut_ptr(), v);
             std::ptr::copy_nonoverlapping(t.as_ptr(), p, n.min(4));
+        }
+        #[inline(always)]
+        unsafe fn store_lanes(p: *mut f32, v: float32x4_t, lo: usize, hi: usize) {
+            let mut t = [0.0f32; 4];
+            vst1q_f32(t.as_mut_ptr(), v);
+            for i in lo..hi.min(4) {
+                *p.add(i) = t[i];
+            }
+        }
+        #[inline(always)]
+        unsafe fn deinterleave(a: float32x4_t, b: float32x4_t) -> (float32x4_t, float32x4_t) {
+            (vuzp1q_f32(a, b), vuzp2q_f32(a, b))
         }
         #[inline(always)]
         unsafe fn fma(a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {

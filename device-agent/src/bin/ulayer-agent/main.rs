@@ -65,6 +65,14 @@ enum Cmd {
         /// CPU threads (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Where the layers run: cpu, or gpu (Vulkan; ULAYER_VK_DEVICE picks the device).
+        #[arg(long, default_value = "cpu", value_parser = ["cpu", "gpu"])]
+        mechanism: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the Vulkan devices and the features the GPU backend uses.
+    Devices {
         #[arg(long)]
         json: bool,
     },
@@ -82,12 +90,37 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Write a model as ONNX (opset 13), so peers run exactly the same network.
+    /// F32 against QUInt8 on the bundled labeled photos: top-1, top-5 and agreement with F32
+    /// (calibration held out by photo).
+    Accuracy {
+        #[arg(long, default_value = "efficientnet-lite0")]
+        model: String,
+        /// Also score the deterministic crops and flips of every photo (12 views per photo).
+        #[arg(long)]
+        augment: bool,
+        /// Calibration methods to compare (comma-separated; default: the one QUInt8 uses).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        calibration: Vec<ulayer::quant::CalibrationMethod>,
+        /// Folds of the held-out calibration by photo (1: calibrate on every photo).
+        #[arg(long, default_value_t = 2)]
+        folds: usize,
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a model as ONNX (opset 13), so peers run exactly the same network; at quint8, as
+    /// a QDQ model carrying our calibrated scales, zero points and 8-bit weights.
     Export {
         #[arg(long)]
         model: String,
         #[arg(long)]
         out: PathBuf,
+        #[arg(long, value_enum, default_value_t = Precision::F32)]
+        precision: Precision,
+        /// Calibration of a quint8 export.
+        #[arg(long, value_enum, default_value_t = ulayer::quant::CalibrationMethod::default())]
+        calibration: ulayer::quant::CalibrationMethod,
     },
     /// Serve the JSON-lines agent protocol on stdin/stdout (used by `ulab`).
     Serve,
@@ -174,6 +207,7 @@ fn run(cli: Cli) -> Result<()> {
             warmup,
             precision,
             threads,
+            mechanism,
             json,
         } => {
             let req = BenchRequest {
@@ -183,6 +217,7 @@ fn run(cli: Cli) -> Result<()> {
                 precision,
                 threads,
                 traces: false,
+                mechanism,
             };
             let show = !json && std::io::stderr().is_terminal();
             let report = ulayer::agent::bench(&req, &data_dir, |done, total| {
@@ -231,6 +266,31 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Cmd::Devices { json } => {
+            let devices = ulayer::backend::vulkan::list_devices()?;
+            if json {
+                return print_json(&devices);
+            }
+            if devices.is_empty() {
+                anyhow::bail!(
+                    "the Vulkan loader found no device (install mesa-vulkan-drivers for lavapipe)"
+                );
+            }
+            for d in &devices {
+                println!(
+                    "{}: {} ({}, Vulkan {}, {})",
+                    d.index, d.name, d.device_type, d.api_version, d.driver
+                );
+                println!(
+                    "   f16 arithmetic {}  f16 storage {}  int8 {}  8-bit storage {}  host-visible device-local {}",
+                    d.shader_float16, d.storage_16bit, d.shader_int8, d.storage_8bit, d.host_visible_device_local
+                );
+                println!(
+                    "   memory model {:?}  timestamps {} ns/tick  calibrated timestamps {}",
+                    d.memory_model, d.timestamp_period_ns, d.calibrated_timestamps
+                );
+            }
+        }
         Cmd::Eval {
             model,
             precision,
@@ -270,10 +330,48 @@ fn run(cli: Cli) -> Result<()> {
                 100.0 * ev.top5 as f64 / ev.images as f64
             );
         }
-        Cmd::Export { model, out } => {
+        Cmd::Accuracy {
+            model,
+            augment,
+            calibration,
+            folds,
+            threads,
+            json,
+        } => {
+            let methods = if calibration.is_empty() {
+                vec![ulayer::quant::CalibrationMethod::default()]
+            } else {
+                calibration
+            };
+            let report =
+                ulayer::agent::accuracy(&model, &methods, threads, augment, folds, &data_dir)?;
+            if json {
+                return print_json(&report);
+            }
+            print!("{}", report.markdown());
+        }
+        Cmd::Export {
+            model,
+            out,
+            precision,
+            calibration,
+        } => {
             let m = ulayer::agent::load_model(&model, &data_dir)?;
-            ulayer::onnx::export_file(&m.graph, &out)
-                .with_context(|| format!("writing {}", out.display()))?;
+            match precision {
+                Precision::Quint8 => {
+                    let threads = ulayer::agent::resolve_threads(0);
+                    let q = ulayer::agent::quant::quantize_model(
+                        &m,
+                        calibration,
+                        threads,
+                        &data_dir,
+                        |_| true,
+                    )?;
+                    ulayer::onnx::export_qdq_file(&q, &out)
+                }
+                _ => ulayer::onnx::export_file(&m.graph, &out),
+            }
+            .with_context(|| format!("writing {}", out.display()))?;
             eprintln!("wrote {} ({} nodes)", out.display(), m.graph.nodes.len());
         }
         Cmd::Serve => {

@@ -31,6 +31,11 @@ pub fn output_shape(node: &str, axis: usize, inputs: &[&[usize]]) -> Result<Vec<
 }
 
 pub mod cpu_f32;
+pub mod cpu_q8;
 pub mod reference;
+pub mod reference_q8;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_q8;
+pub mod vulkan;

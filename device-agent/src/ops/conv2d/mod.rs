@@ -106,6 +106,12 @@ impl Conv2d {
 
 pub mod cpu_f32;
 mod cpu_f32_depthwise;
+pub mod cpu_q8;
+mod cpu_q8_depthwise;
 pub mod reference;
+pub mod reference_q8;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_q8;
+pub mod vulkan;

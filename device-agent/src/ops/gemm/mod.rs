@@ -51,6 +51,11 @@ impl Gemm {
 }
 
 pub mod cpu_f32;
+pub mod cpu_q8;
 pub mod reference;
+pub mod reference_q8;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_q8;
+pub mod vulkan;

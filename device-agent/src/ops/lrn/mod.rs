@@ -26,3 +26,4 @@ pub mod cpu_f32;
 pub mod reference;
 #[cfg(test)]
 mod tests;
+pub mod vulkan;

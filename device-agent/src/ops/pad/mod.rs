@@ -28,3 +28,4 @@ pub mod cpu_f32;
 pub mod reference;
 #[cfg(test)]
 mod tests;
+pub mod vulkan;

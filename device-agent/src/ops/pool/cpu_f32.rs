@@ -74,14 +74,17 @@ pub fn run(
                 let (b, ch) = (pi / chans.len(), chans.start + pi % chans.len());
                 let plane = &x.data()[(b * c + ch) * h * w..(b * c + ch + 1) * h * w];
                 let rows = window_rows(oy0, oy1, sh, kh, 1, p.pads[0]);
-                fill_phase_rows(plane, h, w, rows.clone(), sw, p.pads[1], wq, pad, scratch);
                 ctx.isa().dispatch(PoolRows {
                     kind,
                     p,
+                    plane,
+                    h,
+                    w,
+                    pad,
                     ow,
                     wq,
                     in_rows: rows,
-                    scratch: scratch.as_ptr(),
+                    scratch: &mut *scratch,
                     rx: &rx,
                     ry: &|oy| recip(oy, sh, kh, p.pads[0], p.pads[2], h),
                     // SAFETY: rows oy0..oy1 of plane (b, ch) lie in the caller's slice.
@@ -97,10 +100,14 @@ pub fn run(
 struct PoolRows<'a> {
     kind: Kind,
     p: &'a Pool,
+    plane: &'a [f32],
+    h: usize,
+    w: usize,
+    pad: f32,
     ow: usize,
     wq: usize,
     in_rows: std::ops::Range<isize>,
-    scratch: *const f32,
+    scratch: &'a mut [f32],
     rx: &'a [f32],
     ry: &'a dyn Fn(usize) -> f32,
     out: *mut f32,
@@ -115,6 +122,18 @@ impl SimdFn for PoolRows<'_> {
         let [kh, kw] = self.p.kernel;
         let [sh, sw] = self.p.stride;
         let max = self.kind == Kind::Max;
+        fill_phase_rows::<S>(
+            self.plane,
+            self.h,
+            self.w,
+            self.in_rows.clone(),
+            sw,
+            self.p.pads[1],
+            self.wq,
+            self.pad,
+            self.scratch,
+        );
+        let scratch = self.scratch.as_ptr();
         // Offset of each column tap in the phase rows (no division in the loops).
         let mut tap_off = vec![0usize; kw];
         for (kx, o) in tap_off.iter_mut().enumerate() {
@@ -132,7 +151,7 @@ impl SimdFn for PoolRows<'_> {
                     for ky in 0..kh {
                         // Rows in the padding hold the pad value (−∞ or 0).
                         let iy = (oy * sh + ky) as isize - self.p.pads[0] as isize;
-                        let base = self.scratch.add((iy - self.in_rows.start) as usize * sw * self.wq);
+                        let base = scratch.add((iy - self.in_rows.start) as usize * sw * self.wq);
                         for &o in &tap_off {
                             let v = S::load(base.add(o + ox));
                             acc = if max { S::max(acc, v) } else { S::add(acc, v) };

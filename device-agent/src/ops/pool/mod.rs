@@ -60,6 +60,11 @@ pub fn global_output_shape(node: &str, input: &[usize]) -> Result<Vec<usize>> {
 }
 
 pub mod cpu_f32;
+pub mod cpu_q8;
 pub mod reference;
+pub mod reference_q8;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_q8;
+pub mod vulkan;

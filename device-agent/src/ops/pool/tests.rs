@@ -4,10 +4,13 @@ use super::Pool;
 use crate::backend::cpu::testutil::{check_op, Rng};
 use crate::ops::Op;
 
+/// (input shape, kernel, stride, pads, ceil mode, count_include_pad)
+type Case = ([usize; 4], [usize; 2], [usize; 2], [usize; 4], bool, bool);
+
 #[test]
 fn pools_awkward_windows() {
     let mut rng = Rng::new(71);
-    let cases: &[([usize; 4], [usize; 2], [usize; 2], [usize; 4], bool, bool)] = &[
+    let cases: &[Case] = &[
         ([1, 3, 17, 19], [3, 3], [2, 2], [0; 4], true, false),
         ([1, 13, 14, 14], [2, 2], [2, 2], [0; 4], false, false),
         ([2, 7, 9, 11], [3, 3], [1, 1], [1, 1, 1, 1], false, true),

@@ -1,0 +1,943 @@
+//! The 8-bit kernels' instruction sets: an integer dot-product abstraction ([`QDot`]) with
+//! its requantising store, one implementation per instruction set, and the run-time choice
+//! ([`QIsa`]): detected once, overridable with `ULAYER_Q8_ISA`, logged once at `info`.
+//!
+//! Every implementation computes exactly the same integers (products are exact, sums are
+//! 32-bit, requantisation is [`crate::quant::Multiplier`]'s single rounding), so every variant
+//! matches the reference bit for bit.
+//!
+//! | variant | operands | instruction | MACs per instruction |
+//! | --- | --- | --- | --- |
+//! | `avx512vnni` | u8 × i8, groups of 4 | `vpdpbusd zmm` | 64 |
+//! | `avxvnni` | u8 × i8, groups of 4 | `vpdpbusd ymm` (VEX) | 32 |
+//! | `avx512bw` | i16 × i16, pairs | `vpmaddwd zmm` + `vpaddd` | 32 |
+//! | `avx2` | i16 × i16, pairs | `vpmaddwd ymm` + `vpaddd` | 16 |
+//! | `scalar` | u8 × i8, groups of 4 | portable Rust | 1 |
+//!
+//! **Why AVX2 widens to 16 bits instead of using `vpmaddubsw`**: `vpmaddubsw` multiplies u8 by
+//! i8 and adds *pairs* into a *saturating* i16; two products of 255 × 127 sum to 64,770 and
+//! saturate at 32,767. The usual remedy, 7-bit weights, costs a bit of weight precision on
+//! every layer. Zero-extending the activations to i16 (once, while packing) and using
+//! `vpmaddwd` (i16 × i16 pairs summed into i32) is exact with full 8-bit weights; on the
+//! cores measured here both run on the same multiplier ports, so the exact form costs little.
+//! VNNI's `vpdpbusd` sums four u8 × i8 products straight into i32, without saturation.
+//!
+//! aarch64 (NEON `sdot`/`usdot`) is not implemented yet: the scalar variant runs there.
+#![allow(clippy::missing_safety_doc)]
+use super::isa::Isa;
+use super::simd::{self, Simd};
+use std::sync::OnceLock;
+
+/// One instruction set's 8-bit dot products and requantising stores.
+///
+/// Operands come in 4-byte groups: `KG` consecutive reduction elements (`k`) of one row or
+/// column, as 4 × u8/i8 (`KG = 4`) or 2 × u16/i16 (`KG = 2`). A vector holds `LANES` groups;
+/// `dot` adds, in each 32-bit lane, the `KG` products of that lane's groups.
+pub trait QDot: Copy + 'static {
+    /// 32-bit lanes per vector.
+    const LANES: usize;
+    /// Reduction elements per 4-byte group: 4 (8-bit operands) or 2 (16-bit operands).
+    const KG: usize;
+    /// Broadcast rows of the product's micro-tile.
+    const ROWS: usize;
+    /// Vectors per row of the micro-tile.
+    const VECS: usize;
+    /// The F32 SIMD level of the same instruction set (for kernels that mix both).
+    type F: Simd;
+    type V: Copy;
+
+    /// Calls `f` with this set's micro-tile shape as const parameters.
+    fn with_tile<F: QTileFn>(f: F) -> F::Output;
+
+    unsafe fn zero() -> Self::V;
+    /// Loads `LANES` groups (`4·LANES` bytes, no alignment needed).
+    unsafe fn load(p: *const u8) -> Self::V;
+    /// Broadcasts one group (4 bytes) to every lane.
+    unsafe fn bcast(p: *const u8) -> Self::V;
+    /// `acc + Σ_group act · wgt` per lane; `act` holds activation groups (u8 or u16), `wgt`
+    /// weight groups (i8 or i16).
+    unsafe fn dot(acc: Self::V, act: Self::V, wgt: Self::V) -> Self::V;
+    /// Loads `LANES` i32.
+    unsafe fn load_i32(p: *const i32) -> Self::V;
+    unsafe fn splat_i32(x: i32) -> Self::V;
+    /// Stores `LANES` i32.
+    unsafe fn store_i32(p: *mut i32, v: Self::V);
+    /// Requantisation operands of channel `m` in every lane.
+    unsafe fn req_row(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<Self::V>;
+    /// Requantisation operands of channels `m .. m + LANES`, one per lane.
+    unsafe fn req_lanes(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<Self::V>;
+    /// Requantises each lane: `clamp(zp + ((clamp(acc + bias, −bound, bound)·m0 +
+    /// 2^(shift−1)) >> shift), lo, hi)` (see [`crate::quant::Multiplier`]). `WIDE = false`
+    /// needs every lane's multiplier below 0.5 (`shift >= 32`, no clamp needed): the shifted
+    /// product is then the high half of the 64-bit sum, shifted by `shift − 32` in 32 bits.
+    unsafe fn requant<const WIDE: bool>(acc: Self::V, p: &ReqVecs<Self::V>) -> Self::V;
+    /// Stores the low byte of the first `n <= LANES` lanes (values already in `0..=255`).
+    unsafe fn store_codes(p: *mut u8, v: Self::V, n: usize);
+    /// Converts `LANES` f32 holding exact integers (`|v| < 2^24`) to i32 (the F32 level has
+    /// as many lanes).
+    unsafe fn from_f32(v: <Self::F as Simd>::V) -> Self::V;
+}
+
+/// Requantisation operands in vector form (one value per lane, or the same in every lane).
+#[derive(Clone, Copy, Debug)]
+pub struct ReqVecs<V> {
+    pub bias: V,
+    pub bound: V,
+    /// `m0` in every 32-bit lane (the even lanes feed the even products).
+    pub m0: V,
+    /// `m0` of the odd lanes, moved to the even positions.
+    pub m0_odd: V,
+    /// `2^(shift − 1)` in 64-bit lanes, for the even and the odd 32-bit lanes.
+    pub rnd_e: V,
+    pub rnd_o: V,
+    /// `shift` in 64-bit lanes, even and odd (wide path).
+    pub sh_e: V,
+    pub sh_o: V,
+    /// `shift − 32` per 32-bit lane (narrow path).
+    pub rsh: V,
+    pub zp: V,
+    pub lo: V,
+    pub hi: V,
+}
+
+/// Per-channel requantisation in lane-ready arrays, padded by 64 entries so that a whole
+/// vector can be loaded at any channel; `wide` when some multiplier is 0.5 or more.
+#[derive(Clone, Debug, Default)]
+pub struct ReqArrays {
+    pub bias: Vec<i32>,
+    pub bound: Vec<i32>,
+    pub m0: Vec<i32>,
+    pub shift: Vec<i32>,
+    /// `2^(shift − 1)`.
+    pub rnd: Vec<i64>,
+    /// `shift − 32` (used only when not `wide`).
+    pub rsh: Vec<i32>,
+    pub wide: bool,
+}
+
+impl ReqArrays {
+    /// The arrays of `req`, padded to `len` (at least `req.len()`) plus 64.
+    pub fn new(req: &[crate::quant::ChannelRequant], len: usize) -> ReqArrays {
+        let n = len.max(req.len()) + 64;
+        let col = |f: &dyn Fn(&crate::quant::ChannelRequant) -> i32, fill: i32| {
+            let mut v: Vec<i32> = req.iter().map(f).collect();
+            v.resize(n, fill);
+            v
+        };
+        let shift = col(&|r| r.mult.shift as i32, 32);
+        ReqArrays {
+            bias: col(&|r| r.bias, 0),
+            bound: col(&|r| r.mult.acc_bound(), i32::MAX),
+            m0: col(&|r| r.mult.m0, 0),
+            rnd: shift.iter().map(|&s| 1i64 << (s - 1)).collect(),
+            rsh: shift.iter().map(|&s| (s - 32).max(0)).collect(),
+            shift,
+            wide: req.iter().any(|r| r.mult.shift < 32),
+        }
+    }
+}
+
+/// The output's zero point and the clamp of the fused activation, in codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QOut {
+    pub zp: i32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+/// A kernel generic over the 8-bit instruction set and its micro-tile (`R` rows × `V`
+/// vectors).
+pub trait QTileFn {
+    type Output;
+    fn call<D: QDot, const R: usize, const V: usize>(self) -> Self::Output;
+}
+
+/// A kernel generic over the 8-bit instruction set.
+pub trait QFn {
+    type Output;
+    fn call<D: QDot>(self) -> Self::Output;
+}
+
+/// The 8-bit kernel variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QIsa {
+    /// Portable Rust.
+    Scalar,
+    /// AVX2: 16-bit pairs with `vpmaddwd`.
+    Avx2,
+    /// AVX-VNNI (VEX-encoded `vpdpbusd` on 256-bit vectors).
+    AvxVnni,
+    /// AVX-512BW: 16-bit pairs with `vpmaddwd` on 512-bit vectors.
+    Avx512Bw,
+    /// AVX-512 VNNI: `vpdpbusd` on 512-bit vectors.
+    Avx512Vnni,
+}
+
+impl QIsa {
+    /// The name used in logs and `ULAYER_Q8_ISA`.
+    pub fn name(self) -> &'static str {
+        match self {
+            QIsa::Scalar => "scalar",
+            QIsa::Avx2 => "avx2",
+            QIsa::AvxVnni => "avxvnni",
+            QIsa::Avx512Bw => "avx512bw",
+            QIsa::Avx512Vnni => "avx512vnni",
+        }
+    }
+
+    /// Parses a name as written in `ULAYER_Q8_ISA`.
+    pub fn from_name(s: &str) -> Option<QIsa> {
+        [
+            QIsa::Scalar,
+            QIsa::Avx2,
+            QIsa::AvxVnni,
+            QIsa::Avx512Bw,
+            QIsa::Avx512Vnni,
+        ]
+        .into_iter()
+        .find(|q| q.name() == s.trim().to_ascii_lowercase())
+    }
+
+    /// True when this machine can run it.
+    pub fn supported(self) -> bool {
+        match self {
+            QIsa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            QIsa::Avx2 => Isa::Avx2.supported(),
+            #[cfg(target_arch = "x86_64")]
+            QIsa::AvxVnni => {
+                Isa::Avx2.supported() && std::arch::is_x86_feature_detected!("avxvnni")
+            }
+            #[cfg(target_arch = "x86_64")]
+            QIsa::Avx512Bw => {
+                Isa::Avx512.supported() && std::arch::is_x86_feature_detected!("avx512bw")
+            }
+            #[cfg(target_arch = "x86_64")]
+            QIsa::Avx512Vnni => {
+                QIsa::Avx512Bw.supported() && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The F32 level whose vector width it uses (a backend forced to `isa` uses only
+    /// variants at or below it).
+    pub fn level(self) -> Isa {
+        match self {
+            QIsa::Scalar => Isa::Scalar,
+            QIsa::Avx2 | QIsa::AvxVnni => Isa::Avx2,
+            QIsa::Avx512Bw | QIsa::Avx512Vnni => Isa::Avx512,
+        }
+    }
+
+    /// Every variant this machine supports, best first (the tests run each).
+    pub fn available() -> Vec<QIsa> {
+        [
+            QIsa::Avx512Vnni,
+            QIsa::Avx512Bw,
+            QIsa::AvxVnni,
+            QIsa::Avx2,
+            QIsa::Scalar,
+        ]
+        .into_iter()
+        .filter(|q| q.supported())
+        .collect()
+    }
+
+    /// The best variant for a backend running `isa` kernels: `ULAYER_Q8_ISA` if set, supported
+    /// and within `isa`'s width; else the best supported one within it. Logged once per
+    /// level.
+    pub fn for_isa(isa: Isa) -> QIsa {
+        static CHOSEN: OnceLock<[QIsa; 4]> = OnceLock::new();
+        let table = CHOSEN.get_or_init(|| {
+            let forced = std::env::var("ULAYER_Q8_ISA").ok();
+            [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon].map(|level| {
+                let fits = |q: &QIsa| {
+                    q.supported()
+                        && match (level, q.level()) {
+                            (Isa::Avx512, _) => true,
+                            (Isa::Avx2, l) => l != Isa::Avx512,
+                            (_, l) => l == Isa::Scalar,
+                        }
+                };
+                let best = QIsa::available()
+                    .into_iter()
+                    .find(fits)
+                    .unwrap_or(QIsa::Scalar);
+                let chosen = match forced.as_deref().map(QIsa::from_name) {
+                    Some(Some(q)) if fits(&q) => q,
+                    Some(_) => {
+                        tracing::warn!(requested = ?forced, using = best.name(), "ULAYER_Q8_ISA names a variant this CPU or level lacks");
+                        best
+                    }
+                    None => best,
+                };
+                if level.supported() {
+                    tracing::info!(level = level.name(), q8 = chosen.name(), "8-bit CPU kernels");
+                }
+                chosen
+            })
+        });
+        table[match isa {
+            Isa::Scalar => 0,
+            Isa::Avx2 => 1,
+            Isa::Avx512 => 2,
+            Isa::Neon => 3,
+        }]
+    }
+
+    /// Runs `f` instantiated for this variant inside a function compiled with its target
+    /// features (falls back to scalar where unsupported).
+    #[inline]
+    pub fn dispatch<F: QFn>(self, f: F) -> F::Output {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            QIsa::Avx2 if cached(self) => {
+                // SAFETY: AVX2 and FMA are present (checked).
+                unsafe { x86::run_avx2(f) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            QIsa::AvxVnni if cached(self) => {
+                // SAFETY: AVX2, FMA and AVX-VNNI are present (checked).
+                unsafe { x86::run_avxvnni(f) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            QIsa::Avx512Bw if cached(self) => {
+                // SAFETY: AVX-512F/BW and FMA are present (checked).
+                unsafe { x86::run_avx512bw(f) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            QIsa::Avx512Vnni if cached(self) => {
+                // SAFETY: AVX-512F/BW/VNNI and FMA are present (checked).
+                unsafe { x86::run_avx512vnni(f) }
+            }
+            _ => f.call::<ScalarQ>(),
+        }
+    }
+}
+
+/// `supported`, memoised.
+#[inline]
+fn cached(q: QIsa) -> bool {
+    static CACHE: OnceLock<[bool; 5]> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        [
+            QIsa::Scalar,
+            QIsa::Avx2,
+            QIsa::AvxVnni,
+            QIsa::Avx512Bw,
+            QIsa::Avx512Vnni,
+        ]
+        .map(QIsa::supported)
+    })[q as usize]
+}
+
+/// Portable: one lane, groups of four u8 × i8.
+#[derive(Clone, Copy, Debug)]
+pub struct ScalarQ;
+
+impl QDot for ScalarQ {
+    const LANES: usize = 1;
+    const KG: usize = 4;
+    const ROWS: usize = 4;
+    const VECS: usize = 4;
+    type F = simd::Scalar;
+    type V = i32;
+
+    #[inline(always)]
+    fn with_tile<F: QTileFn>(f: F) -> F::Output {
+        f.call::<Self, 4, 4>()
+    }
+
+    #[inline(always)]
+    unsafe fn zero() -> i32 {
+        0
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> i32 {
+        i32::from_ne_bytes(*(p as *const [u8; 4]))
+    }
+    #[inline(always)]
+    unsafe fn bcast(p: *const u8) -> i32 {
+        Self::load(p)
+    }
+    #[inline(always)]
+    unsafe fn dot(acc: i32, act: i32, wgt: i32) -> i32 {
+        let (a, w) = (act.to_ne_bytes(), wgt.to_ne_bytes());
+        let mut s = acc;
+        for t in 0..4 {
+            s = s.wrapping_add(i32::from(a[t]) * i32::from(w[t] as i8));
+        }
+        s
+    }
+    #[inline(always)]
+    unsafe fn load_i32(p: *const i32) -> i32 {
+        *p
+    }
+    #[inline(always)]
+    unsafe fn splat_i32(x: i32) -> i32 {
+        x
+    }
+    #[inline(always)]
+    unsafe fn store_i32(p: *mut i32, v: i32) {
+        *p = v
+    }
+    #[inline(always)]
+    unsafe fn req_row(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<i32> {
+        ReqVecs {
+            bias: a.bias[m],
+            bound: a.bound[m],
+            m0: a.m0[m],
+            m0_odd: 0,
+            rnd_e: 0,
+            rnd_o: 0,
+            sh_e: a.shift[m],
+            sh_o: 0,
+            rsh: 0,
+            zp: q.zp,
+            lo: q.lo,
+            hi: q.hi,
+        }
+    }
+    #[inline(always)]
+    unsafe fn req_lanes(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<i32> {
+        Self::req_row(a, m, q)
+    }
+    #[inline(always)]
+    unsafe fn requant<const WIDE: bool>(acc: i32, p: &ReqVecs<i32>) -> i32 {
+        let a = acc.wrapping_add(p.bias).clamp(-p.bound, p.bound);
+        let v = (i64::from(a) * i64::from(p.m0) + (1i64 << (p.sh_e - 1))) >> p.sh_e;
+        (v as i32).wrapping_add(p.zp).clamp(p.lo, p.hi)
+    }
+    #[inline(always)]
+    unsafe fn store_codes(p: *mut u8, v: i32, n: usize) {
+        if n > 0 {
+            *p = v as u8;
+        }
+    }
+    #[inline(always)]
+    unsafe fn from_f32(v: f32) -> i32 {
+        v as i32
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub use x86::{Avx2Q, Avx512BwQ, Avx512VnniQ, AvxVnniQ};
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{QDot, QFn, QOut, QTileFn, ReqArrays, ReqVecs};
+    use crate::backend::cpu::simd;
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn run_avx2<F: QFn>(f: F) -> F::Output {
+        f.call::<Avx2Q>()
+    }
+
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    pub(super) unsafe fn run_avxvnni<F: QFn>(f: F) -> F::Output {
+        f.call::<AvxVnniQ>()
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    pub(super) unsafe fn run_avx512bw<F: QFn>(f: F) -> F::Output {
+        f.call::<Avx512BwQ>()
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    pub(super) unsafe fn run_avx512vnni<F: QFn>(f: F) -> F::Output {
+        f.call::<Avx512VnniQ>()
+    }
+
+    /// AVX2 requantisation of 8 lanes (shared by the two 256-bit variants).
+    #[inline(always)]
+    unsafe fn requant256<const WIDE: bool>(acc: __m256i, p: &ReqVecs<__m256i>) -> __m256i {
+        let mut a = _mm256_add_epi32(acc, p.bias);
+        if WIDE {
+            let neg = _mm256_sub_epi32(_mm256_setzero_si256(), p.bound);
+            a = _mm256_min_epi32(_mm256_max_epi32(a, neg), p.bound);
+        }
+        // Lanes 0, 2, 4, 6 ("even") and 1, 3, 5, 7 ("odd") as 64-bit products, rounded.
+        let pe = _mm256_add_epi64(_mm256_mul_epi32(a, p.m0), p.rnd_e);
+        let po = _mm256_add_epi64(
+            _mm256_mul_epi32(_mm256_srli_epi64::<32>(a), p.m0_odd),
+            p.rnd_o,
+        );
+        let r = if WIDE {
+            // Arithmetic 64-bit shifts (AVX2 has only logical ones): flip negatives around.
+            let zero = _mm256_setzero_si256();
+            let se = _mm256_cmpgt_epi64(zero, pe);
+            let so = _mm256_cmpgt_epi64(zero, po);
+            let re = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(pe, se), p.sh_e), se);
+            let ro = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(po, so), p.sh_o), so);
+            _mm256_blend_epi32::<0b1010_1010>(re, _mm256_slli_epi64::<32>(ro))
+        } else {
+            // shift >= 32: the high halves, then the rest of the shift in 32 bits.
+            let hi = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(pe), po);
+            _mm256_srav_epi32(hi, p.rsh)
+        };
+        let r = _mm256_add_epi32(r, p.zp);
+        _mm256_min_epi32(_mm256_max_epi32(r, p.lo), p.hi)
+    }
+
+    #[inline(always)]
+    unsafe fn req_row256(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<__m256i> {
+        let m0 = _mm256_set1_epi32(a.m0[m]);
+        let rnd = _mm256_set1_epi64x(a.rnd[m]);
+        let sh = _mm256_set1_epi64x(i64::from(a.shift[m]));
+        ReqVecs {
+            bias: _mm256_set1_epi32(a.bias[m]),
+            bound: _mm256_set1_epi32(a.bound[m]),
+            m0,
+            m0_odd: m0,
+            rnd_e: rnd,
+            rnd_o: rnd,
+            sh_e: sh,
+            sh_o: sh,
+            rsh: _mm256_set1_epi32(a.rsh[m]),
+            zp: _mm256_set1_epi32(q.zp),
+            lo: _mm256_set1_epi32(q.lo),
+            hi: _mm256_set1_epi32(q.hi),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn req_lanes256(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<__m256i> {
+        let ld = |v: &[i32]| _mm256_loadu_si256(v.as_ptr().add(m) as *const __m256i);
+        let m0 = ld(&a.m0);
+        let shift = ld(&a.shift);
+        let one = _mm256_set1_epi64x(1);
+        let sh_e = _mm256_and_si256(shift, _mm256_set1_epi64x(0xFFFF_FFFF));
+        let sh_o = _mm256_srli_epi64::<32>(shift);
+        ReqVecs {
+            bias: ld(&a.bias),
+            bound: ld(&a.bound),
+            m0,
+            m0_odd: _mm256_srli_epi64::<32>(m0),
+            rnd_e: _mm256_sllv_epi64(one, _mm256_sub_epi64(sh_e, one)),
+            rnd_o: _mm256_sllv_epi64(one, _mm256_sub_epi64(sh_o, one)),
+            sh_e,
+            sh_o,
+            rsh: ld(&a.rsh),
+            zp: _mm256_set1_epi32(q.zp),
+            lo: _mm256_set1_epi32(q.lo),
+            hi: _mm256_set1_epi32(q.hi),
+        }
+    }
+
+    /// Low bytes of 8 lanes to `p[..n]`.
+    #[inline(always)]
+    unsafe fn store_codes256(p: *mut u8, v: __m256i, n: usize) {
+        let w = _mm256_packs_epi32(v, v); // [a0..a3 a0..a3 | a4..a7 a4..a7] as i16
+        let b = _mm256_packus_epi16(w, w); // bytes, same pattern
+        let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4));
+        let bytes = _mm_cvtsi128_si64(_mm256_castsi256_si128(b)) as u64;
+        if n >= 8 {
+            (p as *mut u64).write_unaligned(bytes);
+        } else {
+            // Pieces of 4, 2 and 1 bytes: nothing past `p + n` is touched.
+            let (mut b, mut o) = (bytes, 0);
+            if n & 4 != 0 {
+                (p as *mut u32).write_unaligned(b as u32);
+                b >>= 32;
+                o = 4;
+            }
+            if n & 2 != 0 {
+                (p.add(o) as *mut u16).write_unaligned(b as u16);
+                b >>= 16;
+                o += 2;
+            }
+            if n & 1 != 0 {
+                *p.add(o) = b as u8;
+            }
+        }
+    }
+
+    macro_rules! common256 {
+        () => {
+            #[inline(always)]
+            unsafe fn zero() -> __m256i {
+                _mm256_setzero_si256()
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const u8) -> __m256i {
+                _mm256_loadu_si256(p as *const __m256i)
+            }
+            #[inline(always)]
+            unsafe fn bcast(p: *const u8) -> __m256i {
+                _mm256_set1_epi32((p as *const i32).read_unaligned())
+            }
+            #[inline(always)]
+            unsafe fn load_i32(p: *const i32) -> __m256i {
+                _mm256_loadu_si256(p as *const __m256i)
+            }
+            #[inline(always)]
+            unsafe fn splat_i32(x: i32) -> __m256i {
+                _mm256_set1_epi32(x)
+            }
+            #[inline(always)]
+            unsafe fn store_i32(p: *mut i32, v: __m256i) {
+                _mm256_storeu_si256(p as *mut __m256i, v)
+            }
+            #[inline(always)]
+            unsafe fn req_row(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<__m256i> {
+                req_row256(a, m, q)
+            }
+            #[inline(always)]
+            unsafe fn req_lanes(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<__m256i> {
+                req_lanes256(a, m, q)
+            }
+            #[inline(always)]
+            unsafe fn requant<const WIDE: bool>(acc: __m256i, p: &ReqVecs<__m256i>) -> __m256i {
+                requant256::<WIDE>(acc, p)
+            }
+            #[inline(always)]
+            unsafe fn store_codes(p: *mut u8, v: __m256i, n: usize) {
+                store_codes256(p, v, n)
+            }
+            #[inline(always)]
+            unsafe fn from_f32(v: __m256) -> __m256i {
+                _mm256_cvttps_epi32(v)
+            }
+        };
+    }
+
+    /// AVX2: 8 lanes of i16 pairs; micro-tile 6 × 2 vectors (12 accumulators of 16).
+    #[derive(Clone, Copy, Debug)]
+    pub struct Avx2Q;
+
+    impl QDot for Avx2Q {
+        const LANES: usize = 8;
+        const KG: usize = 2;
+        const ROWS: usize = 6;
+        const VECS: usize = 2;
+        type F = simd::Avx2;
+        type V = __m256i;
+        #[inline(always)]
+        fn with_tile<F: QTileFn>(f: F) -> F::Output {
+            f.call::<Self, 6, 2>()
+        }
+        common256!();
+        #[inline(always)]
+        unsafe fn dot(acc: __m256i, act: __m256i, wgt: __m256i) -> __m256i {
+            _mm256_add_epi32(acc, _mm256_madd_epi16(act, wgt))
+        }
+    }
+
+    /// AVX-VNNI: 8 lanes of u8 × i8 quads; micro-tile 6 × 2 vectors.
+    #[derive(Clone, Copy, Debug)]
+    pub struct AvxVnniQ;
+
+    impl QDot for AvxVnniQ {
+        const LANES: usize = 8;
+        const KG: usize = 4;
+        const ROWS: usize = 6;
+        const VECS: usize = 2;
+        type F = simd::Avx2;
+        type V = __m256i;
+        #[inline(always)]
+        fn with_tile<F: QTileFn>(f: F) -> F::Output {
+            f.call::<Self, 6, 2>()
+        }
+        common256!();
+        #[inline(always)]
+        unsafe fn dot(acc: __m256i, act: __m256i, wgt: __m256i) -> __m256i {
+            _mm256_dpbusd_avx_epi32(acc, act, wgt)
+        }
+    }
+
+    /// AVX-512 requantisation of 16 lanes.
+    #[inline(always)]
+    unsafe fn requant512<const WIDE: bool>(acc: __m512i, p: &ReqVecs<__m512i>) -> __m512i {
+        let mut a = _mm512_add_epi32(acc, p.bias);
+        if WIDE {
+            let neg = _mm512_sub_epi32(_mm512_setzero_si512(), p.bound);
+            a = _mm512_min_epi32(_mm512_max_epi32(a, neg), p.bound);
+        }
+        let pe = _mm512_add_epi64(_mm512_mul_epi32(a, p.m0), p.rnd_e);
+        let po = _mm512_add_epi64(
+            _mm512_mul_epi32(_mm512_srli_epi64::<32>(a), p.m0_odd),
+            p.rnd_o,
+        );
+        let r = if WIDE {
+            let re = _mm512_srav_epi64(pe, p.sh_e);
+            let ro = _mm512_srav_epi64(po, p.sh_o);
+            _mm512_mask_blend_epi32(0xAAAA, re, _mm512_slli_epi64::<32>(ro))
+        } else {
+            let hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(pe), po);
+            _mm512_srav_epi32(hi, p.rsh)
+        };
+        let r = _mm512_add_epi32(r, p.zp);
+        _mm512_min_epi32(_mm512_max_epi32(r, p.lo), p.hi)
+    }
+
+    #[inline(always)]
+    unsafe fn req_row512(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<__m512i> {
+        let m0 = _mm512_set1_epi32(a.m0[m]);
+        let rnd = _mm512_set1_epi64(a.rnd[m]);
+        let sh = _mm512_set1_epi64(i64::from(a.shift[m]));
+        ReqVecs {
+            bias: _mm512_set1_epi32(a.bias[m]),
+            bound: _mm512_set1_epi32(a.bound[m]),
+            m0,
+            m0_odd: m0,
+            rnd_e: rnd,
+            rnd_o: rnd,
+            sh_e: sh,
+            sh_o: sh,
+            rsh: _mm512_set1_epi32(a.rsh[m]),
+            zp: _mm512_set1_epi32(q.zp),
+            lo: _mm512_set1_epi32(q.lo),
+            hi: _mm512_set1_epi32(q.hi),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn req_lanes512(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<__m512i> {
+        let ld = |v: &[i32]| _mm512_loadu_si512(v.as_ptr().add(m) as *const _);
+        let m0 = ld(&a.m0);
+        let shift = ld(&a.shift);
+        let one = _mm512_set1_epi64(1);
+        let sh_e = _mm512_and_si512(shift, _mm512_set1_epi64(0xFFFF_FFFF));
+        let sh_o = _mm512_srli_epi64::<32>(shift);
+        ReqVecs {
+            bias: ld(&a.bias),
+            bound: ld(&a.bound),
+            m0,
+            m0_odd: _mm512_srli_epi64::<32>(m0),
+            rnd_e: _mm512_sllv_epi64(one, _mm512_sub_epi64(sh_e, one)),
+            rnd_o: _mm512_sllv_epi64(one, _mm512_sub_epi64(sh_o, one)),
+            sh_e,
+            sh_o,
+            rsh: ld(&a.rsh),
+            zp: _mm512_set1_epi32(q.zp),
+            lo: _mm512_set1_epi32(q.lo),
+            hi: _mm512_set1_epi32(q.hi),
+        }
+    }
+
+    macro_rules! common512 {
+        () => {
+            #[inline(always)]
+            unsafe fn zero() -> __m512i {
+                _mm512_setzero_si512()
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const u8) -> __m512i {
+                _mm512_loadu_si512(p as *const _)
+            }
+            #[inline(always)]
+            unsafe fn bcast(p: *const u8) -> __m512i {
+                _mm512_set1_epi32((p as *const i32).read_unaligned())
+            }
+            #[inline(always)]
+            unsafe fn load_i32(p: *const i32) -> __m512i {
+                _mm512_loadu_si512(p as *const _)
+            }
+            #[inline(always)]
+            unsafe fn splat_i32(x: i32) -> __m512i {
+                _mm512_set1_epi32(x)
+            }
+            #[inline(always)]
+            unsafe fn store_i32(p: *mut i32, v: __m512i) {
+                _mm512_storeu_si512(p as *mut _, v)
+            }
+            #[inline(always)]
+            unsafe fn req_row(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<__m512i> {
+                req_row512(a, m, q)
+            }
+            #[inline(always)]
+            unsafe fn req_lanes(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<__m512i> {
+                req_lanes512(a, m, q)
+            }
+            #[inline(always)]
+            unsafe fn requant<const WIDE: bool>(acc: __m512i, p: &ReqVecs<__m512i>) -> __m512i {
+                requant512::<WIDE>(acc, p)
+            }
+            #[inline(always)]
+            unsafe fn store_codes(p: *mut u8, v: __m512i, n: usize) {
+                if n >= 16 {
+                    _mm_storeu_si128(p as *mut __m128i, _mm512_cvtepi32_epi8(v));
+                } else {
+                    _mm512_mask_cvtepi32_storeu_epi8(p as *mut _, ((1u32 << n) - 1) as u16, v);
+                }
+            }
+            #[inline(always)]
+            unsafe fn from_f32(v: __m512) -> __m512i {
+                _mm512_cvttps_epi32(v)
+            }
+        };
+    }
+
+    /// AVX-512BW: 16 lanes of i16 pairs; micro-tile 8 × 3 vectors (24 accumulators of 32).
+    #[derive(Clone, Copy, Debug)]
+    pub struct Avx512BwQ;
+
+    impl QDot for Avx512BwQ {
+        const LANES: usize = 16;
+        const KG: usize = 2;
+        const ROWS: usize = 8;
+        const VECS: usize = 3;
+        type F = simd::Avx512;
+        type V = __m512i;
+        #[inline(always)]
+        fn with_tile<F: QTileFn>(f: F) -> F::Output {
+            f.call::<Self, 8, 3>()
+        }
+        common512!();
+        #[inline(always)]
+        unsafe fn dot(acc: __m512i, act: __m512i, wgt: __m512i) -> __m512i {
+            _mm512_add_epi32(acc, _mm512_madd_epi16(act, wgt))
+        }
+    }
+
+    /// AVX-512 VNNI: 16 lanes of u8 × i8 quads; micro-tile 8 × 3 vectors.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Avx512VnniQ;
+
+    impl QDot for Avx512VnniQ {
+        const LANES: usize = 16;
+        const KG: usize = 4;
+        const ROWS: usize = 8;
+        const VECS: usize = 3;
+        type F = simd::Avx512;
+        type V = __m512i;
+        #[inline(always)]
+        fn with_tile<F: QTileFn>(f: F) -> F::Output {
+            f.call::<Self, 8, 3>()
+        }
+        common512!();
+        #[inline(always)]
+        unsafe fn dot(acc: __m512i, act: __m512i, wgt: __m512i) -> __m512i {
+            _mm512_dpbusd_epi32(acc, act, wgt)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::Multiplier;
+
+    struct Probe {
+        act: [u8; 64],
+        wgt: [u8; 64],
+        req: ReqArrays,
+        wide: bool,
+    }
+
+    impl QFn for &Probe {
+        type Output = (Vec<i32>, Vec<u8>, Vec<u8>);
+        fn call<D: QDot>(self) -> Self::Output {
+            // SAFETY: every pointer covers LANES groups of 4 bytes (64 bytes ≥ 16 × 4); the
+            // requantisation arrays are padded.
+            unsafe {
+                let acc = D::dot(
+                    D::splat_i32(5),
+                    D::load(self.act.as_ptr()),
+                    D::load(self.wgt.as_ptr()),
+                );
+                let mut out = vec![0i32; D::LANES];
+                D::store_i32(out.as_mut_ptr(), acc);
+                let q = QOut {
+                    zp: 3,
+                    lo: 0,
+                    hi: 250,
+                };
+                let l = D::LANES;
+                let mut lanes = vec![0u8; l];
+                let mut rows = vec![0u8; l];
+                let p = D::req_lanes(&self.req, 0, q);
+                let r = if self.wide {
+                    D::requant::<true>(acc, &p)
+                } else {
+                    D::requant::<false>(acc, &p)
+                };
+                D::store_codes(lanes.as_mut_ptr(), r, l);
+                // Row parameters: every lane with lane 0's channel... checked per channel by
+                // requantising the accumulator with each channel's row parameters.
+                for (c, row) in rows.iter_mut().enumerate() {
+                    let p = D::req_row(&self.req, c, q);
+                    let r = if self.wide {
+                        D::requant::<true>(acc, &p)
+                    } else {
+                        D::requant::<false>(acc, &p)
+                    };
+                    let mut t = vec![0u8; l];
+                    D::store_codes(t.as_mut_ptr(), r, l);
+                    *row = t[c];
+                }
+                (out, lanes, rows)
+            }
+        }
+    }
+
+    #[test]
+    fn every_variant_computes_the_same_dots_and_codes() {
+        let mut act = [0u8; 64];
+        let mut wgt = [0u8; 64];
+        for i in 0..64 {
+            act[i] = (i * 37 % 256) as u8 | 0x80;
+            wgt[i] = ((i * 91 + 13) % 255) as u8; // as i8: −128..127
+        }
+        for (wide, ratios) in [
+            (false, [0.0003, 0.02, 0.07, 0.25, 1e-9]),
+            (true, [0.0003, 0.02, 0.7, 3.5, 1e-9]),
+        ] {
+            let req: Vec<crate::quant::ChannelRequant> = (0..16)
+                .map(|i| crate::quant::ChannelRequant {
+                    mult: Multiplier::new(ratios[i % 5] * (1.0 + i as f64 / 16.0)),
+                    bias: i as i32 * 1000 - 7000,
+                })
+                .collect();
+            let arrays = ReqArrays::new(&req, 16);
+            assert_eq!(arrays.wide, wide);
+            let probe = Probe {
+                act,
+                wgt,
+                req: arrays,
+                wide,
+            };
+            for q in QIsa::available() {
+                let (dots, lanes, rows) = q.dispatch(&probe);
+                for (lane, &d) in dots.iter().enumerate() {
+                    let mut want = 5i32;
+                    let g = &probe;
+                    if matches!(q, QIsa::Avx2 | QIsa::Avx512Bw) {
+                        for t in 0..2 {
+                            let a = u16::from_le_bytes([
+                                g.act[lane * 4 + 2 * t],
+                                g.act[lane * 4 + 2 * t + 1],
+                            ]);
+                            let w = i16::from_le_bytes([
+                                g.wgt[lane * 4 + 2 * t],
+                                g.wgt[lane * 4 + 2 * t + 1],
+                            ]);
+                            want += i32::from(a as i16) * i32::from(w);
+                        }
+                    } else {
+                        for t in 0..4 {
+                            want += i32::from(g.act[lane * 4 + t])
+                                * i32::from(g.wgt[lane * 4 + t] as i8);
+                        }
+                    }
+                    assert_eq!(d, want, "{}: lane {lane}", q.name());
+                    let code = req[lane].mult.to_code(d + req[lane].bias, 3, 0, 250);
+                    assert_eq!(lanes[lane], code, "{} (wide {wide}): lane {lane}", q.name());
+                    assert_eq!(rows[lane], code, "{} (wide {wide}): row {lane}", q.name());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for q in QIsa::available() {
+            assert_eq!(QIsa::from_name(q.name()), Some(q));
+        }
+        assert_eq!(QIsa::from_name("nope"), None);
+        assert!(QIsa::available().contains(&QIsa::Scalar));
+    }
+}

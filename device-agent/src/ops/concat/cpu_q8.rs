@@ -1,0 +1,62 @@
+//! CPU 8-bit concatenation: along channels each run of the slice is one copy from the input
+//! holding that channel, mapped through a code table when that input's quantization differs
+//! from the output's; other axes walk indices.
+use super::reference::source;
+use crate::backend::cpu::{par_spans, CpuCtx, Geom};
+use crate::quant::{QTensor, SharedQTensor};
+use crate::tensor::Slice;
+use crate::Result;
+
+/// Computes `slice` of the concatenation of `inputs` along `axis` into `out`; `tables[k]`
+/// maps input `k`'s codes (`None`: same quantization, copied).
+pub fn run(
+    ctx: &CpuCtx,
+    axis: usize,
+    tables: &[Option<Box<[u8; 256]>>],
+    inputs: &[&QTensor],
+    out: &SharedQTensor<'_>,
+    slice: &Slice,
+) -> Result<()> {
+    let shape = out.shape().to_vec();
+    let g = Geom::of(&shape);
+    let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+    let copy = |k: usize, src: &[u8], dst: &mut [u8]| match &tables[k] {
+        None => dst.copy_from_slice(src),
+        Some(t) => dst
+            .iter_mut()
+            .zip(src)
+            .for_each(|(d, &s)| *d = t[s as usize]),
+    };
+    if axis == 1 && shape.len() >= 2 {
+        let mut first = Vec::with_capacity(inputs.len());
+        let mut acc = 0;
+        for s in &shapes {
+            first.push(acc);
+            acc += s[1];
+        }
+        par_spans(ctx, g, slice, |c, off, len| {
+            let k = first.partition_point(|&f| f <= c) - 1;
+            let ck = shapes[k][1];
+            let o = off / (g.c * g.h * g.inner);
+            // The run may be a piece of a channel's rows: keep its offset inside the channel.
+            let within = off - ((o * g.c + c) * g.h) * g.inner;
+            let src = (o * ck + c - first[k]) * g.h * g.inner + within;
+            // SAFETY: the run lies inside the caller's slice; runs of different tasks are disjoint.
+            let dst = unsafe { out.range_mut(off, len) };
+            copy(k, &inputs[k].data()[src..src + len], dst);
+        });
+    } else {
+        par_spans(ctx, g, slice, |_, off, len| {
+            // SAFETY: as above.
+            let dst = unsafe { out.range_mut(off, len) };
+            for (e, v) in dst.iter_mut().enumerate() {
+                let (k, j) = source(&shape, axis, &shapes, off + e);
+                *v = match &tables[k] {
+                    None => inputs[k].data()[j],
+                    Some(t) => t[inputs[k].data()[j] as usize],
+                };
+            }
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! CPU 8-bit pooling. Max pooling takes the largest code of each window (quantization is
+//! monotonic; mapped through a table only when the output's quantization differs); average
+//! pooling sums `x − z_x` in 32-bit integers and requantises with `M = s_x / (s_y·count)`
+//! (one multiplier per possible divisor, computed at prepare); global average pooling does the
+//! same over whole planes. Work is split over planes and row blocks.
+use super::Pool;
+use crate::backend::cpu::CpuCtx;
+use crate::ops::pool::reference::window;
+use crate::ops::pool::reference_q8::average_multiplier;
+use crate::quant::{requant_table_of, Multiplier, QTensor, QuantNode, SharedQTensor};
+use crate::tensor::Slice;
+use crate::Result;
+
+/// What a pooling layer needs at run time.
+#[derive(Debug)]
+pub enum PreparedPoolQ8 {
+    /// Max pooling; the code map when the output's quantization differs from the input's.
+    Max {
+        pool: Pool,
+        table: Option<Box<[u8; 256]>>,
+    },
+    /// Average pooling: `mults[count]` requantises a window sum over `count` values.
+    Average {
+        pool: Pool,
+        mults: Vec<Multiplier>,
+        zx: i32,
+        zy: i32,
+    },
+    /// Global average pooling over `count` values per plane.
+    Global { mult: Multiplier, zx: i32, zy: i32 },
+}
+
+/// Prepares max (`max`) or average pooling, or global average pooling (`pool` is `None`).
+pub fn prepare(
+    pool: Option<&Pool>,
+    max: bool,
+    q: &QuantNode<'_>,
+    input: &[usize],
+) -> PreparedPoolQ8 {
+    let (xq, yq) = (q.inputs[0], q.output);
+    let (zx, zy) = (i32::from(xq.zero_point), i32::from(yq.zero_point));
+    match pool {
+        None => PreparedPoolQ8::Global {
+            mult: average_multiplier((input[2] * input[3]).max(1), xq, yq),
+            zx,
+            zy,
+        },
+        Some(p) if max => PreparedPoolQ8::Max {
+            pool: p.clone(),
+            table: (xq != yq).then(|| Box::new(requant_table_of(xq, yq))),
+        },
+        Some(p) => PreparedPoolQ8::Average {
+            pool: p.clone(),
+            mults: (0..=p.kernel[0] * p.kernel[1])
+                .map(|c| average_multiplier(c.max(1), xq, yq))
+                .collect(),
+            zx,
+            zy,
+        },
+    }
+}
+
+/// Computes `slice` of the pooling of `x` into `out`.
+pub fn run(
+    ctx: &CpuCtx,
+    p: &PreparedPoolQ8,
+    x: &QTensor,
+    out: &SharedQTensor<'_>,
+    slice: &Slice,
+) -> Result<()> {
+    let s = x.shape();
+    let (n, c, h, w) = (s[0], s[1], s[2], s[3]);
+    let os = out.shape();
+    let (oh, ow) = (os[2], os[3]);
+    let chans = slice.channels.clone();
+    let planes = n * chans.len();
+    let rows = slice.rows.clone();
+    // Tasks: planes × row blocks, about 8 per worker.
+    let target = ctx.threads() * 8;
+    let rb = if planes >= target {
+        1
+    } else {
+        target.div_ceil(planes.max(1)).min(rows.len().max(1))
+    };
+    let rp = rows.len().div_ceil(rb).max(1);
+    let row_blocks = rows.len().div_ceil(rp);
+    let xd = x.data();
+    ctx.for_each_task(planes * row_blocks, |t| {
+        let (pi, b) = (t / row_blocks, t % row_blocks);
+        let (img, ch) = (pi / chans.len(), chans.start + pi % chans.len());
+        let plane = &xd[(img * c + ch) * h * w..(img * c + ch + 1) * h * w];
+        let oy0 = rows.start + b * rp;
+        let oy1 = (oy0 + rp).min(rows.end);
+        let base = ((img * os[1] + ch) * oh + oy0) * ow;
+        // SAFETY: rows oy0..oy1 of plane (img, ch) lie in the caller's slice; tasks are
+        // disjoint.
+        let dst = unsafe { out.range_mut(base, (oy1 - oy0) * ow) };
+        match p {
+            PreparedPoolQ8::Global { mult, zx, zy } => {
+                let sum: u32 = plane.iter().map(|&v| u32::from(v)).sum();
+                let acc = sum as i32 - zx * plane.len() as i32;
+                dst[0] = mult.to_code(acc, *zy, 0, 255);
+            }
+            PreparedPoolQ8::Max { pool, table } => {
+                for (r, orow) in dst.chunks_mut(ow).enumerate() {
+                    let (_, (ys, ye)) = window(
+                        oy0 + r,
+                        pool.stride[0],
+                        pool.kernel[0],
+                        pool.pads[0],
+                        pool.pads[2],
+                        h,
+                    );
+                    for (ox, o) in orow.iter_mut().enumerate() {
+                        let (_, (xs, xe)) = window(
+                            ox,
+                            pool.stride[1],
+                            pool.kernel[1],
+                            pool.pads[1],
+                            pool.pads[3],
+                            w,
+                        );
+                        let mut m = 0u8;
+                        for yy in ys..ye {
+                            m = plane[yy * w + xs..yy * w + xe]
+                                .iter()
+                                .fold(m, |a, &v| a.max(v));
+                        }
+                        *o = table.as_ref().map_or(m, |t| t[m as usize]);
+                    }
+                }
+            }
+            PreparedPoolQ8::Average {
+                pool,
+                mults,
+                zx,
+                zy,
+            } => {
+                for (r, orow) in dst.chunks_mut(ow).enumerate() {
+                    let ((hs, he), (ys, ye)) = window(
+                        oy0 + r,
+                        pool.stride[0],
+                        pool.kernel[0],
+                        pool.pads[0],
+                        pool.pads[2],
+                        h,
+                    );
+                    for (ox, o) in orow.iter_mut().enumerate() {
+                        let ((ws, we), (xs, xe)) = window(
+                            ox,
+                            pool.stride[1],
+                            pool.kernel[1],
+                            pool.pads[1],
+                            pool.pads[3],
+                            w,
+                        );
+                        let mut sum = 0u32;
+                        for yy in ys..ye {
+                            sum += plane[yy * w + xs..yy * w + xe]
+                                .iter()
+                                .map(|&v| u32::from(v))
+                                .sum::<u32>();
+                        }
+                        let inside = (ye - ys) * (xe - xs);
+                        let count = if pool.count_include_pad {
+                            ((he - hs) * (we - ws)) as usize
+                        } else {
+                            inside
+                        };
+                        let acc = sum as i32 - zx * inside as i32;
+                        let m = mults[count.clamp(1, mults.len() - 1)];
+                        *o = m.to_code(acc, *zy, 0, 255);
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
+}

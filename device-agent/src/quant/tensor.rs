@@ -1,0 +1,344 @@
+//! QUInt8 tensors: the storage every value of a quantized model has between layers, the
+//! shared view that lets several workers write disjoint slices of one, and the value type the
+//! executor carries ([`Value`]: an F32 tensor or a QUInt8 one).
+use crate::tensor::Tensor;
+use std::marker::PhantomData;
+
+/// The linear quantization of one tensor: `real = scale · (q − zero_point)`, `q ∈ 0..=255`.
+///
+/// Activations are asymmetric (the zero point places real 0 exactly on an integer, so that
+/// zero padding and ReLU are exact).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QParams {
+    /// Size of one step (> 0, finite).
+    pub scale: f32,
+    /// The code of real 0.
+    pub zero_point: u8,
+}
+
+impl QParams {
+    /// The parameters covering `[min, max]` (widened to include 0), with 256 codes:
+    /// `scale = (max − min) / 255`, `zero_point = round(−min / scale)` (ties to even), the
+    /// formula of onnxruntime's `compute_scale_zp` for QUInt8. A degenerate or non-finite
+    /// range gives `scale = 1, zero_point = 0`.
+    pub fn from_range(min: f32, max: f32) -> QParams {
+        let (lo, hi) = (min.min(0.0), max.max(0.0));
+        if !(lo.is_finite() && hi.is_finite()) || hi - lo <= f32::MIN_POSITIVE {
+            return QParams {
+                scale: 1.0,
+                zero_point: 0,
+            };
+        }
+        let scale = (hi - lo) / 255.0;
+        let zp = (-lo / scale).round_ties_even().clamp(0.0, 255.0);
+        QParams {
+            scale,
+            zero_point: zp as u8,
+        }
+    }
+
+    /// `clamp(round(x / scale) + zero_point, 0, 255)`, rounding half to even (as ONNX
+    /// `QuantizeLinear`). NaN maps to the zero point.
+    #[inline]
+    pub fn quantize(&self, x: f32) -> u8 {
+        let v = (x / self.scale).round_ties_even() + f32::from(self.zero_point);
+        if v.is_nan() {
+            return self.zero_point;
+        }
+        v.clamp(0.0, 255.0) as u8
+    }
+
+    /// `scale · (q − zero_point)`.
+    #[inline]
+    pub fn dequantize(&self, q: u8) -> f32 {
+        self.scale * (f32::from(q) - f32::from(self.zero_point))
+    }
+
+    /// The code of a real bound, saturated to `0..=255` (for clamps: ReLU6's 6, ReLU's 0);
+    /// infinite bounds give 0 or 255.
+    pub fn code_of(&self, x: f32) -> u8 {
+        if x == f32::NEG_INFINITY {
+            0
+        } else if x == f32::INFINITY {
+            255
+        } else {
+            self.quantize(x)
+        }
+    }
+
+    /// The real range the 256 codes span.
+    pub fn range(&self) -> (f32, f32) {
+        (self.dequantize(0), self.dequantize(255))
+    }
+}
+
+/// A dense, row-major (NCHW for 4-D) tensor of QUInt8 codes with its quantization.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QTensor {
+    shape: Vec<usize>,
+    data: Vec<u8>,
+    q: QParams,
+}
+
+impl QTensor {
+    /// A tensor of real zeros (every code the zero point).
+    pub fn zeros(shape: &[usize], q: QParams) -> QTensor {
+        QTensor {
+            shape: shape.to_vec(),
+            data: vec![q.zero_point; shape.iter().product()],
+            q,
+        }
+    }
+
+    /// A tensor from its shape, codes and parameters; `None` when the sizes disagree.
+    pub fn from_vec(shape: &[usize], data: Vec<u8>, q: QParams) -> Option<QTensor> {
+        (shape.iter().product::<usize>() == data.len()).then(|| QTensor {
+            shape: shape.to_vec(),
+            data,
+            q,
+        })
+    }
+
+    /// Quantizes an F32 tensor with `q`.
+    pub fn quantize(t: &Tensor, q: QParams) -> QTensor {
+        let mut out = QTensor {
+            shape: t.shape().to_vec(),
+            data: vec![0; t.len()],
+            q,
+        };
+        quantize_into(t.data(), q, &mut out.data);
+        out
+    }
+
+    /// The real values.
+    pub fn dequantize(&self) -> Tensor {
+        let lut: [f32; 256] = std::array::from_fn(|i| self.q.dequantize(i as u8));
+        let data = self.data.iter().map(|&v| lut[v as usize]).collect();
+        Tensor::from_vec(&self.shape, data).expect("same element count")
+    }
+
+    /// The shape, outermost dimension first.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The codes in row-major order.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The codes, mutable.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.data
+    }
+
+    /// The quantization parameters.
+    pub fn qparams(&self) -> QParams {
+        self.q
+    }
+
+    /// Replaces the quantization parameters (the codes are kept: used when a buffer is reused
+    /// for another value).
+    pub fn set_qparams(&mut self, q: QParams) {
+        self.q = q;
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when the tensor holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Same codes, new shape; `None` when the element counts differ.
+    pub fn reshaped(mut self, shape: &[usize]) -> Option<QTensor> {
+        (shape.iter().product::<usize>() == self.data.len()).then(|| {
+            self.shape = shape.to_vec();
+            self
+        })
+    }
+
+    /// A view through which disjoint slices may be written concurrently.
+    pub fn shared(&mut self) -> SharedQTensor<'_> {
+        SharedQTensor {
+            ptr: self.data.as_mut_ptr(),
+            len: self.data.len(),
+            shape: self.shape.clone(),
+            q: self.q,
+            _life: PhantomData,
+        }
+    }
+}
+
+/// Quantizes `src` into `dst` (same length) with `q`; vectorised by the compiler.
+pub fn quantize_into(src: &[f32], q: QParams, dst: &mut [u8]) {
+    assert_eq!(src.len(), dst.len(), "quantize: lengths differ");
+    let (s, zp) = (q.scale, f32::from(q.zero_point));
+    for (d, &x) in dst.iter_mut().zip(src) {
+        let v = (x / s).round_ties_even() + zp;
+        // NaN compares false both ways and would fall through as 0: map it to the zero point.
+        *d = if v.is_nan() {
+            q.zero_point
+        } else {
+            v.clamp(0.0, 255.0) as u8
+        };
+    }
+}
+
+/// The QUInt8 counterpart of [`crate::SharedTensor`]: a mutable view of a QUInt8 tensor's
+/// codes that several workers may write at once, each into its own disjoint slice.
+#[derive(Debug)]
+pub struct SharedQTensor<'a> {
+    ptr: *mut u8,
+    len: usize,
+    shape: Vec<usize>,
+    q: QParams,
+    _life: PhantomData<&'a mut [u8]>,
+}
+
+// SAFETY: as for `SharedTensor`: the view is only handed to workers whose slices are
+// disjoint (the executor and the backends guarantee this); each code is written by at most
+// one worker.
+unsafe impl Send for SharedQTensor<'_> {}
+unsafe impl Sync for SharedQTensor<'_> {}
+
+impl SharedQTensor<'_> {
+    /// The shape of the tensor being written.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The quantization of the tensor being written.
+    pub fn qparams(&self) -> QParams {
+        self.q
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the tensor holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A mutable sub-slice `[start, start + n)` of the codes.
+    ///
+    /// # Safety
+    /// The caller must be the only writer (and reader) of these elements for the lifetime of
+    /// the returned slice; ranges handed to concurrent workers must not overlap.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn range_mut(&self, start: usize, n: usize) -> &mut [u8] {
+        assert!(
+            start + n <= self.len,
+            "range {start}+{n} outside tensor of {}",
+            self.len
+        );
+        std::slice::from_raw_parts_mut(self.ptr.add(start), n)
+    }
+
+    /// The raw pointer to element 0, for kernels that write strided patterns.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+}
+
+/// A value between layers, as the executor stores it: F32 in F32 execution, QUInt8 in
+/// quantized execution (see the module documentation of [`crate::quant`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// 32-bit float storage.
+    F32(Tensor),
+    /// 8-bit linear quantized storage.
+    Q8(QTensor),
+}
+
+impl Value {
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Value::F32(t) => t.shape(),
+            Value::Q8(t) => t.shape(),
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            Value::F32(t) => t.len(),
+            Value::Q8(t) => t.len(),
+        }
+    }
+
+    /// True when the value holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Same storage, new shape; `None` when the element counts differ.
+    pub fn reshaped(self, shape: &[usize]) -> Option<Value> {
+        match self {
+            Value::F32(t) => t.reshaped(shape).map(Value::F32),
+            Value::Q8(t) => t.reshaped(shape).map(Value::Q8),
+        }
+    }
+
+    /// The real values (dequantized for QUInt8).
+    pub fn to_f32(&self) -> Tensor {
+        match self {
+            Value::F32(t) => t.clone(),
+            Value::Q8(t) => t.dequantize(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_includes_zero_and_rounds_zero_point() {
+        let q = QParams::from_range(0.5, 6.0);
+        assert_eq!(q.zero_point, 0);
+        assert!((q.scale - 6.0 / 255.0).abs() < 1e-9);
+        let q = QParams::from_range(-1.0, 3.0);
+        assert_eq!(q.zero_point, 64); // 1 / (4/255) = 63.75
+        assert_eq!(q.quantize(0.0), 64);
+        assert_eq!(q.dequantize(64), 0.0);
+        let q = QParams::from_range(-2.0, -1.0);
+        assert_eq!(q.zero_point, 255);
+        assert_eq!(QParams::from_range(0.0, 0.0).scale, 1.0);
+        assert_eq!(QParams::from_range(f32::NEG_INFINITY, 1.0).scale, 1.0);
+    }
+
+    #[test]
+    fn quantize_rounds_half_to_even_and_saturates() {
+        let q = QParams {
+            scale: 1.0,
+            zero_point: 10,
+        };
+        assert_eq!(q.quantize(0.5), 10);
+        assert_eq!(q.quantize(1.5), 12);
+        assert_eq!(q.quantize(-2.5), 8);
+        assert_eq!(q.quantize(1e9), 255);
+        assert_eq!(q.quantize(-1e9), 0);
+        assert_eq!(q.quantize(f32::NAN), 10);
+        let mut d = [0u8; 4];
+        quantize_into(&[0.5, 1.5, -1e9, f32::NAN], q, &mut d);
+        assert_eq!(d, [10, 12, 0, 10]);
+    }
+
+    #[test]
+    fn quantize_dequantize_round_trip_within_half_a_step() {
+        let q = QParams::from_range(-3.0, 5.0);
+        let t = Tensor::from_vec(&[1, 1, 2, 3], vec![-3.0, -1.1, 0.0, 0.7, 2.2, 5.0]).expect("6");
+        let back = QTensor::quantize(&t, q).dequantize();
+        for (a, b) in t.data().iter().zip(back.data()) {
+            assert!((a - b).abs() <= q.scale / 2.0 + 1e-6, "{a} vs {b}");
+        }
+    }
+}
