@@ -416,3 +416,27 @@ fn vulkan_device_is_reported_and_timestamps_are_calibrated() {
         );
     }
 }
+
+#[test]
+fn vulkan_without_a_driver_fails_clearly() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ulayer-agent"))
+        .args([
+            "bench",
+            "--model",
+            "squeezenet1.1",
+            "--mechanism",
+            "gpu",
+            "--iterations",
+            "1",
+        ])
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .output()
+        .expect("agent runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded without a driver: {err}");
+    assert!(
+        err.contains("Vulkan") && err.contains("driver"),
+        "unclear error: {err}"
+    );
+}

@@ -30,6 +30,7 @@ use std::collections::HashMap;
 pub enum CalibrationMethod {
     /// The smallest and largest value seen. No clipping error, coarser steps when a few
     /// outliers stretch the range.
+    #[value(name = "minmax")]
     MinMax,
     /// The 0.01th and 99.99th percentiles of all values seen (of all samples together):
     /// clips the rarest outliers for finer steps.
