@@ -29,16 +29,18 @@ use std::collections::HashMap;
 #[serde(rename_all = "lowercase")]
 pub enum CalibrationMethod {
     /// The smallest and largest value seen. No clipping error, coarser steps when a few
-    /// outliers stretch the range.
+    /// outliers stretch the range. The default: best measured accuracy (see the README's
+    /// accuracy table).
+    #[default]
     #[value(name = "minmax")]
     MinMax,
     /// The 0.01th and 99.99th percentiles of all values seen (of all samples together):
     /// clips the rarest outliers for finer steps.
-    #[default]
     Percentile,
     /// The clipping threshold that minimises the Kullback-Leibler divergence between the
     /// histogram of `|x|` and its quantized form (TensorRT's entropy calibration; 256 levels
-    /// for non-negative values, 128 per side for signed ones).
+    /// for non-negative values, 128 per side for signed ones), never clipping more than
+    /// 0.1% of the values (a ReLU6 output's spike at 6 is not an outlier).
     Entropy,
 }
 
@@ -67,6 +69,9 @@ pub struct Ranges {
     pub samples: usize,
     /// `[min, max]` per value name.
     pub ranges: HashMap<String, (f32, f32)>,
+    /// The mean of every channel (dimension 1; the last dimension of a 2-D value) of every
+    /// value, over all samples: what bias correction needs.
+    pub means: HashMap<String, Vec<f32>>,
 }
 
 /// Runs `samples` (one tensor per graph input each; a graph of one input takes one tensor per
@@ -107,7 +112,22 @@ pub fn calibrate(
         }
         Ok(())
     };
-    // Pass 1: extremes.
+    // Value shapes, for the channel means.
+    let shapes = graph.infer_shapes()?;
+    let geo: Vec<(usize, usize)> = names
+        .iter()
+        .map(|n| {
+            let s = &shapes[n];
+            match s.len() {
+                0 | 1 => (1, 1),
+                2 => (s[1], 1),
+                _ => (s[1], s[2..].iter().product()),
+            }
+        })
+        .collect();
+    let mut sums: Vec<Vec<f64>> = geo.iter().map(|&(c, _)| vec![0.0; c]).collect();
+    let mut counts = vec![0usize; names.len()];
+    // Pass 1: extremes and channel sums.
     let mut ext = vec![(f32::INFINITY, f32::NEG_INFINITY); names.len()];
     observe(&mut |i, d| {
         let e = &mut ext[i];
@@ -117,7 +137,24 @@ pub fn calibrate(
                 e.1 = e.1.max(v);
             }
         }
+        let (c, inner) = geo[i];
+        if c * inner > 0 && d.len() % (c * inner) == 0 {
+            for (k, chunk) in d.chunks(inner).enumerate() {
+                sums[i][k % c] += chunk.iter().map(|&v| f64::from(v)).sum::<f64>();
+            }
+            counts[i] += d.len() / c;
+        }
     })?;
+    let means: HashMap<String, Vec<f32>> = names
+        .iter()
+        .zip(sums.iter().zip(&counts))
+        .map(|(n, (s, &k))| {
+            (
+                n.clone(),
+                s.iter().map(|&v| (v / k.max(1) as f64) as f32).collect(),
+            )
+        })
+        .collect();
     for e in &mut ext {
         if e.0 > e.1 {
             *e = (0.0, 0.0);
@@ -149,7 +186,8 @@ pub fn calibrate(
                 .map(|(h, &(lo, hi))| {
                     let amax = lo.abs().max(hi.abs());
                     let levels = if lo >= 0.0 { 256 } else { 128 };
-                    let t = entropy_threshold(h, amax, levels);
+                    let floor = percentile_range(h, 0.0, amax, 99.9).1;
+                    let t = entropy_threshold(h, amax, levels).max(floor);
                     (lo.max(-t), hi.min(t))
                 })
                 .collect()
@@ -159,6 +197,7 @@ pub fn calibrate(
         method,
         samples: samples.len(),
         ranges: names.into_iter().zip(ranges).collect(),
+        means,
     })
 }
 

@@ -25,11 +25,15 @@
 //! ## The quantized model ([`QuantizedModel`])
 //!
 //! - **Activations**: asymmetric QUInt8 per tensor, from ranges calibrated on sample inputs
-//!   ([`calibrate`], [`CalibrationMethod`]: min/max, percentile or entropy). The range is
-//!   widened to include 0, so real 0 is a code: zero padding and ReLU are exact.
+//!   ([`calibrate()`], [`CalibrationMethod`]: min/max — the default, chosen by measured
+//!   accuracy — percentile or entropy). The range is widened to include 0, so real 0 is a
+//!   code: zero padding and ReLU are exact. The agent calibrates on the centre crops of the
+//!   bundled photos (`agent::quant`).
 //! - **Weights**: per output channel, symmetric 8-bit (`−127..=127`, zero point 0),
 //!   `scale = max|w| / 127` ([`QWeights`]).
-//! - **Biases**: 32-bit, in units of `s_x · s_w[c]` (the product's accumulator unit).
+//! - **Biases**: 32-bit, in units of `s_x · s_w[c]` (the product's accumulator unit), with
+//!   bias correction: the mean shift that rounding the weights causes, measured with the
+//!   calibration inputs' channel means, is subtracted ([`QWeights::quantize_corrected`]).
 //! - Ops that only move codes (max pooling, flatten, reshape, dropout, pad, standalone
 //!   ReLU/Clip) keep their input's quantization; all others have their own calibrated one.
 //! - Fused ReLU/ReLU6 become clamps of the output codes: `[code(0), code(6)]`.

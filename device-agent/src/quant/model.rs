@@ -33,6 +33,20 @@ pub struct QWeights {
 impl QWeights {
     /// Quantizes `w` (output channels on dimension 0) and `bias` for an input of scale `s_x`.
     pub fn quantize(w: &crate::Tensor, bias: Option<&crate::Tensor>, s_x: f32) -> QWeights {
+        Self::quantize_corrected(w, bias, s_x, None)
+    }
+
+    /// As [`QWeights::quantize`], with **bias correction** when the mean of each input
+    /// channel is known (`input_mean`, `groups` groups of input channels): the rounding of the
+    /// weights shifts each output's mean by `Σ (ŵ − w)·E[x]` (`ŵ` the dequantized weight),
+    /// which is subtracted from the bias (Nagel et al., "Data-Free Quantization", 2019, with
+    /// the input means measured during calibration).
+    pub fn quantize_corrected(
+        w: &crate::Tensor,
+        bias: Option<&crate::Tensor>,
+        s_x: f32,
+        input_mean: Option<(&[f32], usize)>,
+    ) -> QWeights {
         let m = w.shape()[0];
         let per = w.len() / m.max(1);
         let mut data = Vec::with_capacity(w.len());
@@ -50,10 +64,33 @@ impl QWeights {
                     .map(|&v| (v / s).round_ties_even().clamp(-127.0, 127.0) as i8),
             );
         }
+        // Output channel c's shift of the mean from the rounding of its weights.
+        let correction = |c: usize| -> f64 {
+            let Some((mean, groups)) = input_mean else {
+                return 0.0;
+            };
+            let cin = mean.len();
+            let cin_g = cin / groups.max(1);
+            let shape = w.shape();
+            let taps: usize = shape[2..].iter().product::<usize>().max(1);
+            if shape.len() < 2 || shape[1] != cin_g || cin_g == 0 {
+                return 0.0;
+            }
+            let g = c / (m / groups.max(1)).max(1);
+            let row = &w.data()[c * per..(c + 1) * per];
+            let q = &data[c * per..(c + 1) * per];
+            let s = f64::from(scales[c]);
+            (0..per)
+                .map(|k| {
+                    let ic = g * cin_g + k / taps;
+                    (s * f64::from(q[k]) - f64::from(row[k])) * f64::from(mean[ic])
+                })
+                .sum()
+        };
         let bias = (0..m)
             .map(|c| {
-                let b = bias.map_or(0.0, |b| b.data()[c]);
-                let q = (f64::from(b) / (f64::from(s_x) * f64::from(scales[c]))).round();
+                let b = f64::from(bias.map_or(0.0, |b| b.data()[c])) - correction(c);
+                let q = (b / (f64::from(s_x) * f64::from(scales[c]))).round();
                 q.clamp(f64::from(-BIAS_LIMIT), f64::from(BIAS_LIMIT)) as i32
             })
             .collect();
@@ -191,11 +228,32 @@ impl QuantizedModel {
                 Op::Conv2d(c) => {
                     let ws = c.weight.shape();
                     check_k(ws[1] * ws[2] * ws[3])?;
-                    Some(QWeights::quantize(&c.weight, c.bias.as_ref(), ins[0].scale))
+                    let mean = ranges
+                        .means
+                        .get(&n.inputs[0])
+                        .map(|m| (m.as_slice(), c.groups));
+                    Some(QWeights::quantize_corrected(
+                        &c.weight,
+                        c.bias.as_ref(),
+                        ins[0].scale,
+                        mean,
+                    ))
                 }
                 Op::Gemm(g) => {
                     check_k(g.weight.shape()[1])?;
-                    Some(QWeights::quantize(&g.weight, g.bias.as_ref(), ins[0].scale))
+                    // The input's last dimension is the reduction; its channel means are
+                    // those of a 2-D value (the only rank the zoo feeds a Gemm).
+                    let mean = ranges
+                        .means
+                        .get(&n.inputs[0])
+                        .filter(|m| m.len() == g.weight.shape()[1])
+                        .map(|m| (m.as_slice(), 1));
+                    Some(QWeights::quantize_corrected(
+                        &g.weight,
+                        g.bias.as_ref(),
+                        ins[0].scale,
+                        mean,
+                    ))
                 }
                 _ => None,
             };

@@ -176,14 +176,20 @@ impl QTensor {
 /// Quantizes `src` into `dst` (same length) with `q`; vectorised by the compiler.
 pub fn quantize_into(src: &[f32], q: QParams, dst: &mut [u8]) {
     assert_eq!(src.len(), dst.len(), "quantize: lengths differ");
+    // Round half to even by the float adder (x + 1.5·2^23 − 1.5·2^23, exact for |x| < 2^22
+    // in the default rounding mode) rather than `round_ties_even`, which is a libm call on
+    // baseline x86-64: the loop then vectorises. Values are clamped first, well inside that
+    // range and beyond the codes on both sides.
+    const MAGIC: f32 = 12_582_912.0;
     let (s, zp) = (q.scale, f32::from(q.zero_point));
     for (d, &x) in dst.iter_mut().zip(src) {
-        let v = (x / s).round_ties_even() + zp;
-        // NaN compares false both ways and would fall through as 0: map it to the zero point.
-        *d = if v.is_nan() {
+        let v = (x / s).clamp(-512.0, 512.0);
+        let r = (v + MAGIC) - MAGIC + zp;
+        // NaN stays NaN through the clamp: map it to the zero point.
+        *d = if r.is_nan() {
             q.zero_point
         } else {
-            v.clamp(0.0, 255.0) as u8
+            r.clamp(0.0, 255.0) as u8
         };
     }
 }

@@ -1,13 +1,15 @@
-//! The CPU backend: F32 kernels (8-bit arrives with the quantization issue), vectorised for
-//! AVX-512, AVX2+FMA, NEON or portable Rust (chosen once at start-up, see [`isa`]) and run
-//! on a rayon pool owned by the backend.
+//! The CPU backend: F32 kernels vectorised for AVX-512, AVX2+FMA, NEON or portable Rust
+//! (chosen once at start-up, see [`isa`]), and QUInt8 kernels for quantized models (`q8`:
+//! 8-bit integer products on AVX-512 VNNI, AVX-VNNI, AVX-512BW, AVX2 or portable Rust, see
+//! [`simd_q8`]), run on a rayon pool owned by the backend.
 //!
 //! Every op computes any slice (output-channel range × output-row range) of its output
 //! straight into the shared output tensor, writing nothing outside it; ops that reorder
 //! across channels ([`Op::sliceable`] false) accept only the whole output.
 //!
-//! Kernels live with their op (`ops/<op>/cpu_f32.rs`); this folder holds what they share:
-//! the SIMD layer ([`simd`], [`isa`]), the matrix-product engine ([`gemm`]), aligned and
+//! Kernels live with their op (`ops/<op>/cpu_f32.rs`, `ops/<op>/cpu_q8.rs`); this folder
+//! holds what they share: the SIMD layers ([`simd`], [`isa`], [`simd_q8`]), the
+//! matrix-product engines ([`gemm`], [`gemm_q8`]), aligned and
 //! per-thread buffers ([`buf`]), the slice geometry ([`Geom`]) and the task runner
 //! ([`CpuCtx`]).
 use super::{Backend, Precision, Processor};
@@ -246,7 +248,7 @@ impl CpuPrepared {
     }
 }
 
-/// The CPU processor backend (F32).
+/// The CPU processor backend (F32, and QUInt8 for quantized models).
 #[derive(Debug)]
 pub struct CpuBackend {
     ctx: CpuCtx,
