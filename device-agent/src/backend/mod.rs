@@ -113,3 +113,36 @@ pub trait Backend: Send + Sync {
         None
     }
 }
+
+/// Checks that a prepared node is run on tensors of the shapes it was prepared for; the
+/// error names the node. Shared by every backend's `run`.
+pub(crate) fn check_run_shapes(
+    node: &str,
+    inputs: &[&Tensor],
+    prepared_inputs: &[Vec<usize>],
+    out: &SharedTensor<'_>,
+    prepared_output: &[usize],
+) -> crate::Result<()> {
+    if inputs.len() != prepared_inputs.len()
+        || inputs
+            .iter()
+            .zip(prepared_inputs)
+            .any(|(t, s)| t.shape() != s.as_slice())
+    {
+        let got: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+        return Err(crate::Error::node(
+            node,
+            format!("inputs of shapes {got:?}, prepared for {prepared_inputs:?}"),
+        ));
+    }
+    if out.shape() != prepared_output {
+        return Err(crate::Error::node(
+            node,
+            format!(
+                "output tensor of shape {:?}, prepared for {prepared_output:?}",
+                out.shape()
+            ),
+        ));
+    }
+    Ok(())
+}

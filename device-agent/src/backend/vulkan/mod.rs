@@ -847,28 +847,7 @@ impl Backend for VulkanBackend {
         slice: &Slice,
     ) -> Result<()> {
         let node = p.node.as_str();
-        if inputs.len() != p.inputs.len()
-            || inputs
-                .iter()
-                .zip(&p.inputs)
-                .any(|(t, s)| t.shape() != s.as_slice())
-        {
-            let got: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
-            return Err(Error::node(
-                node,
-                format!("inputs of shapes {got:?}, prepared for {:?}", p.inputs),
-            ));
-        }
-        if out.shape() != p.output.as_slice() {
-            return Err(Error::node(
-                node,
-                format!(
-                    "output tensor of shape {:?}, prepared for {:?}",
-                    out.shape(),
-                    p.output
-                ),
-            ));
-        }
+        super::check_run_shapes(node, inputs, &p.inputs, out, &p.output)?;
         crate::backend::cpu::check_slice(node, &p.output, slice, p.sliceable)?;
         LAST_SPAN.with(|c| c.set(None));
         if slice.is_empty() {
