@@ -14,10 +14,19 @@
 //! {"v":1,"id":2,"cmd":"models"}
 //! {"v":1,"id":3,"cmd":"classify","model":"efficientnet-lite0","images":["/data/chelsea.png"],"top":5}
 //! {"v":1,"id":4,"cmd":"bench","model":"mobilenet-v1","iterations":50,"warmup":5}
-//! {"v":1,"id":5,"cmd":"shutdown"}
+//! {"v":1,"id":5,"cmd":"job","bench":{"model":"mobilenet-v1","iterations":50,"traces":true}}
+//! {"v":1,"id":6,"cmd":"shutdown"}
 //! ```
-//! Responses (`"kind"` selects the variant): `hello`, `models`, `classified`, `bench`,
+//! Responses (`"kind"` selects the variant): `hello`, `models`, `classified`, `bench`, `job`,
 //! `error`, `bye` — see [`Response`].
+//!
+//! ## Measured jobs and sync pulses
+//! A `job` runs autonomously on the device while the host's monitor records (USB
+//! passthrough off): an idle window for the baseline, then the opening [`SyncPattern`] (bursts
+//! of full load on every core separated by idle gaps), the warm-up and measured runs of the
+//! `bench` configuration, and the same pattern again. The agent answers only when all of it is
+//! done, with the `CLOCK_MONOTONIC` interval of every burst so that the host can find them in
+//! the power trace and map device time to sample index.
 use crate::backend::Precision;
 use crate::exec::trace::Trace;
 use crate::graph::WeightsOrigin;
@@ -58,6 +67,8 @@ pub enum Request {
     Classify(ClassifyRequest),
     /// Time inference.
     Bench(BenchRequest),
+    /// A measured job: idle baseline, sync pulses, a timed configuration, sync pulses.
+    Job(JobRequest),
     /// End the session.
     Shutdown,
 }
@@ -98,6 +109,10 @@ pub struct BenchRequest {
     /// Where the layers run: "cpu" (default) or "gpu" (the Vulkan backend).
     #[serde(default = "default_mechanism")]
     pub mechanism: String,
+    /// Keep timing until the measured runs have lasted at least this long, ms (more runs
+    /// than `iterations` if needed; 0 = exactly `iterations`).
+    #[serde(default)]
+    pub min_duration_ms: u32,
 }
 
 fn default_mechanism() -> String {
@@ -117,6 +132,65 @@ fn default_warmup() -> usize {
     5
 }
 
+/// The sync-pulse signature: bursts of full load on every core, `gap_ms` of idle between
+/// them. Unequal burst lengths make the pattern distinctive under a matched filter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncPattern {
+    /// Length of each burst, ms, in order.
+    pub bursts_ms: Vec<u32>,
+    /// Idle between bursts (and after the last one), ms.
+    pub gap_ms: u32,
+}
+
+impl Default for SyncPattern {
+    fn default() -> Self {
+        SyncPattern {
+            bursts_ms: vec![120, 40, 80],
+            gap_ms: 80,
+        }
+    }
+}
+
+/// A measured job (see the module documentation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRequest {
+    /// The configuration to time (set `traces` to get every run's per-layer trace).
+    pub bench: BenchRequest,
+    /// Idle time before the opening pulses, for the baseline, ms.
+    #[serde(default = "default_idle_ms")]
+    pub idle_ms: u32,
+    #[serde(default)]
+    pub pattern: SyncPattern,
+}
+
+fn default_idle_ms() -> u32 {
+    500
+}
+
+/// A `CLOCK_MONOTONIC` interval on the device, ns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interval {
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// What a job did and when.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobReport {
+    /// The idle baseline window.
+    pub idle: Interval,
+    /// The pattern that was emitted.
+    pub pattern: SyncPattern,
+    /// Each burst of the opening pattern, in order.
+    pub pulses_before: Vec<Interval>,
+    /// Each burst of the closing pattern, in order.
+    pub pulses_after: Vec<Interval>,
+    /// The timed configuration (with traces when asked for).
+    pub bench: BenchReport,
+    /// The whole job.
+    pub job: Interval,
+}
+
 /// What the agent answers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -129,6 +203,7 @@ pub enum Response {
         results: Vec<Classification>,
     },
     Bench(BenchReport),
+    Job(JobReport),
     /// The request failed; nothing else happened.
     Error {
         message: String,

@@ -61,7 +61,9 @@ fn timed<B: crate::backend::Backend>(
     let mut runs_ns = Vec::with_capacity(req.iterations);
     let mut per_layer: Vec<Vec<u64>> = vec![Vec::with_capacity(req.iterations); stats.layers.len()];
     let mut traces = Vec::new();
-    for i in 0..req.iterations {
+    let min_ns = u64::from(req.min_duration_ms) * 1_000_000;
+    let mut i = 0;
+    while i < req.iterations || runs_ns.iter().sum::<u64>() < min_ns {
         let (_, trace) = exec.run(std::slice::from_ref(&input))?;
         runs_ns.push(trace.end_ns - trace.start_ns);
         for (slot, span) in per_layer.iter_mut().zip(&trace.layers) {
@@ -70,7 +72,8 @@ fn timed<B: crate::backend::Backend>(
         if req.traces {
             traces.push(trace);
         }
-        progress(i + 1, req.iterations);
+        i += 1;
+        progress(i, req.iterations.max(i));
     }
     let latency = LatencyStats::from_ns(&runs_ns).ok_or_else(|| Error::Other("no runs".into()))?;
     let layers = stats

@@ -3,13 +3,16 @@
 mod accuracy;
 mod bench;
 mod classify;
+mod job;
 mod model;
+pub mod pulse;
 pub mod quant;
 pub mod serve;
 
 pub use accuracy::{accuracy, AccuracyReport, AccuracyRow};
 pub use bench::bench;
 pub use classify::{classify, evaluate, Evaluation, PhotoResult};
+pub use job::run_job;
 pub use model::{load_model, model_infos, LoadedModel};
 
 use crate::protocol::AgentInfo;

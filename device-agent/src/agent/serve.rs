@@ -13,6 +13,7 @@ pub fn handle(request: &Request, data_dir: &Path) -> Response {
                 .map(|(results, _)| Response::Classified { results })
         }
         Request::Bench(b) => super::bench(b, data_dir, |_, _| {}).map(Response::Bench),
+        Request::Job(j) => super::run_job(j, data_dir).map(Response::Job),
         Request::Shutdown => Ok(Response::Bye),
     };
     result.unwrap_or_else(|e| Response::Error {

@@ -218,6 +218,7 @@ fn run(cli: Cli) -> Result<()> {
                 threads,
                 traces: false,
                 mechanism,
+                min_duration_ms: 0,
             };
             let show = !json && std::io::stderr().is_terminal();
             let report = ulayer::agent::bench(&req, &data_dir, |done, total| {
