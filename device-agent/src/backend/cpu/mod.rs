@@ -176,7 +176,8 @@ impl Geom {
 }
 
 /// Runs `f(channel index, offset, len)` over the contiguous runs of `slice` of an output of
-/// geometry `g`, in parallel tasks of at least `MIN_TASK` elements (long runs are cut).
+/// geometry `g`, in parallel tasks of at least `MIN_TASK` elements (long runs are cut, always
+/// on a row boundary, so that row-wise kernels such as padding see whole rows).
 pub fn par_spans(ctx: &CpuCtx, g: Geom, slice: &Slice, f: impl Fn(usize, usize, usize) + Sync) {
     const MIN_TASK: usize = 16 * 1024;
     let len = slice.rows.len() * g.inner;
@@ -194,7 +195,7 @@ pub fn par_spans(ctx: &CpuCtx, g: Geom, slice: &Slice, f: impl Fn(usize, usize, 
     if len >= piece {
         // Cut each run into pieces.
         let per = len.div_ceil(piece);
-        let step = len.div_ceil(per);
+        let step = len.div_ceil(per).next_multiple_of(g.inner.max(1));
         ctx.for_each_task(spans * per, |t| {
             let (c, off) = span_at(t / per);
             let a = (t % per) * step;

@@ -28,7 +28,9 @@ pub fn run(
             let k = first.partition_point(|&f| f <= c) - 1;
             let ck = shapes[k][1];
             let o = off / (g.c * g.h * g.inner);
-            let src = ((o * ck + c - first[k]) * g.h + slice.rows.start) * g.inner;
+            // The run may be a piece of a channel's rows: keep its offset inside the channel.
+            let within = off - ((o * g.c + c) * g.h) * g.inner;
+            let src = (o * ck + c - first[k]) * g.h * g.inner + within;
             // SAFETY: the run lies inside the caller's slice; runs of different tasks are disjoint.
             let dst = unsafe { out.range_mut(off, len) };
             dst.copy_from_slice(&inputs[k].data()[src..src + len]);

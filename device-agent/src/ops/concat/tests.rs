@@ -26,3 +26,22 @@ fn concat_axes() {
         );
     }
 }
+
+/// Channel planes larger than one parallel task (16 Ki elements) are cut into pieces; each
+/// piece must read from its own place in the input channel, not from the channel's start.
+#[test]
+fn concat_large_planes_cut_into_pieces() {
+    let mut rng = Rng::new(52);
+    let xs = [
+        rng.tensor(&[1, 2, 130, 131], 1.0),
+        rng.tensor(&[1, 3, 130, 131], 1.0),
+    ];
+    let refs: Vec<_> = xs.iter().collect();
+    check_op(
+        &Op::Concat { axis: 1 },
+        &refs,
+        &concat(1, &refs).expect("valid"),
+        1.0,
+        7,
+    );
+}

@@ -25,3 +25,22 @@ fn pad_asymmetric() {
         );
     }
 }
+
+/// Planes larger than one parallel task (16 Ki elements) are cut into pieces; the cuts must
+/// fall on row boundaries for the row-wise kernel (rows of 133 elements do not divide 16 Ki).
+#[test]
+fn pad_large_planes_cut_into_pieces() {
+    let mut rng = Rng::new(62);
+    let p = Pad {
+        pads: [1, 2, 1, 1],
+        value: 0.25,
+    };
+    let x = rng.tensor(&[1, 2, 150, 130], 1.0);
+    check_op(
+        &Op::Pad(p.clone()),
+        &[&x],
+        &pad(&p, &x).expect("valid"),
+        1.0,
+        3,
+    );
+}
