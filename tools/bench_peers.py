@@ -27,7 +27,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AGENT = os.path.join(ROOT, "target", "release", "ulayer-agent")
+AGENT = os.environ.get("ULAB_AGENT") or os.path.join(ROOT, "target", "release", "ulayer-agent")
 
 
 def timed_loop(run_once, warmup, min_runs, min_seconds):
@@ -63,8 +63,13 @@ def worker(args):
     elif args.worker == "tract":
         import tract
 
-        model = tract.onnx().model_for_path(args.onnx).into_optimized().into_runnable()
-        version = getattr(tract, "__version__", "?")
+        onnx = tract.onnx()
+        if hasattr(onnx, "load"):  # tract >= 0.21: load -> typed model -> runnable (optimised)
+            model = onnx.load(args.onnx).into_model().into_runnable()
+            version = tract.version()
+        else:  # older bindings
+            model = onnx.model_for_path(args.onnx).into_optimized().into_runnable()
+            version = getattr(tract, "__version__", "?")
         run_once = lambda: model.run([x])
     else:
         raise SystemExit(f"unknown worker {args.worker}")
