@@ -12,6 +12,7 @@
 //! | `avxvnni` | u8 × i8, groups of 4 | `vpdpbusd ymm` (VEX) | 32 |
 //! | `avx512bw` | i16 × i16, pairs | `vpmaddwd zmm` + `vpaddd` | 32 |
 //! | `avx2` | i16 × i16, pairs | `vpmaddwd ymm` + `vpaddd` | 16 |
+//! | `neon` | i16 × i16, pairs | `smull`/`smull2` + `addp` (aarch64) | 8 per 3 |
 //! | `scalar` | u8 × i8, groups of 4 | portable Rust | 1 |
 //!
 //! **Why AVX2 widens to 16 bits instead of using `vpmaddubsw`**: `vpmaddubsw` multiplies u8 by
@@ -22,7 +23,11 @@
 //! cores measured here both run on the same multiplier ports, so the exact form costs little.
 //! VNNI's `vpdpbusd` sums four u8 × i8 products straight into i32, without saturation.
 //!
-//! aarch64 (NEON `sdot`/`usdot`) is not implemented yet: the scalar variant runs there.
+//! **Why NEON widens to 16 bits instead of using the dot-product instructions**: `sdot`
+//! (ARMv8.2 dotprod) multiplies *signed* by signed bytes, and our activations are unsigned
+//! codes 0..=255; `usdot` (u8 × i8) needs the i8mm extension (ARMv8.6), which most phones in
+//! labs today lack. Widening to i16 pairs (the same packing as AVX2) is exact on every ARMv8
+//! core; a dotprod variant with an offset of 128 on the activations is the next step.
 #![allow(clippy::missing_safety_doc)]
 use super::isa::Isa;
 use super::simd::{self, Simd};
@@ -171,6 +176,8 @@ pub enum QIsa {
     Avx512Bw,
     /// AVX-512 VNNI: `vpdpbusd` on 512-bit vectors.
     Avx512Vnni,
+    /// aarch64 NEON: 16-bit pairs with widening multiplies.
+    Neon,
 }
 
 impl QIsa {
@@ -182,6 +189,7 @@ impl QIsa {
             QIsa::AvxVnni => "avxvnni",
             QIsa::Avx512Bw => "avx512bw",
             QIsa::Avx512Vnni => "avx512vnni",
+            QIsa::Neon => "neon",
         }
     }
 
@@ -193,6 +201,7 @@ impl QIsa {
             QIsa::AvxVnni,
             QIsa::Avx512Bw,
             QIsa::Avx512Vnni,
+            QIsa::Neon,
         ]
         .into_iter()
         .find(|q| q.name() == s.trim().to_ascii_lowercase())
@@ -216,6 +225,8 @@ impl QIsa {
             QIsa::Avx512Vnni => {
                 QIsa::Avx512Bw.supported() && std::arch::is_x86_feature_detected!("avx512vnni")
             }
+            #[cfg(target_arch = "aarch64")]
+            QIsa::Neon => Isa::Neon.supported(),
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -228,6 +239,7 @@ impl QIsa {
             QIsa::Scalar => Isa::Scalar,
             QIsa::Avx2 | QIsa::AvxVnni => Isa::Avx2,
             QIsa::Avx512Bw | QIsa::Avx512Vnni => Isa::Avx512,
+            QIsa::Neon => Isa::Neon,
         }
     }
 
@@ -238,6 +250,7 @@ impl QIsa {
             QIsa::Avx512Bw,
             QIsa::AvxVnni,
             QIsa::Avx2,
+            QIsa::Neon,
             QIsa::Scalar,
         ]
         .into_iter()
@@ -257,7 +270,8 @@ impl QIsa {
                     q.supported()
                         && match (level, q.level()) {
                             (Isa::Avx512, _) => true,
-                            (Isa::Avx2, l) => l != Isa::Avx512,
+                            (Isa::Avx2, l) => l == Isa::Avx2 || l == Isa::Scalar,
+                            (Isa::Neon, l) => l == Isa::Neon || l == Isa::Scalar,
                             (_, l) => l == Isa::Scalar,
                         }
                 };
@@ -312,6 +326,11 @@ impl QIsa {
                 // SAFETY: AVX-512F/BW/VNNI and FMA are present (checked).
                 unsafe { x86::run_avx512vnni(f) }
             }
+            #[cfg(target_arch = "aarch64")]
+            QIsa::Neon if cached(self) => {
+                // SAFETY: NEON is present (checked).
+                unsafe { arm::run_neon(f) }
+            }
             _ => f.call::<ScalarQ>(),
         }
     }
@@ -320,7 +339,7 @@ impl QIsa {
 /// `supported`, memoised.
 #[inline]
 fn cached(q: QIsa) -> bool {
-    static CACHE: OnceLock<[bool; 5]> = OnceLock::new();
+    static CACHE: OnceLock<[bool; 6]> = OnceLock::new();
     CACHE.get_or_init(|| {
         [
             QIsa::Scalar,
@@ -328,6 +347,7 @@ fn cached(q: QIsa) -> bool {
             QIsa::AvxVnni,
             QIsa::Avx512Bw,
             QIsa::Avx512Vnni,
+            QIsa::Neon,
         ]
         .map(QIsa::supported)
     })[q as usize]
@@ -816,6 +836,150 @@ mod x86 {
     }
 }
 
+
+#[cfg(target_arch = "aarch64")]
+pub use arm::NeonQ;
+
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use super::{QDot, QFn, QOut, QTileFn, ReqArrays, ReqVecs};
+    use crate::backend::cpu::simd;
+    use std::arch::aarch64::*;
+
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn run_neon<F: QFn>(f: F) -> F::Output {
+        f.call::<NeonQ>()
+    }
+
+    /// NEON: 4 lanes of i16 pairs (the AVX2 packing); micro-tile 6 × 3 vectors (18
+    /// accumulators of NEON's 32 registers).
+    ///
+    /// The requantisation's 64-bit operands travel in the `int32x4_t` fields of [`ReqVecs`]
+    /// reinterpreted as `int64x2_t`: `rnd_e`/`sh_e` for lanes 0–1 and `rnd_o`/`sh_o` for lanes
+    /// 2–3, with the shifts negated (`sshl` by a negative count is an arithmetic right shift).
+    #[derive(Clone, Copy, Debug)]
+    pub struct NeonQ;
+
+    #[inline(always)]
+    unsafe fn pair_i64(lo: i64, hi: i64) -> int32x4_t {
+        vreinterpretq_s32_s64(vcombine_s64(vcreate_s64(lo as u64), vcreate_s64(hi as u64)))
+    }
+
+    impl QDot for NeonQ {
+        const LANES: usize = 4;
+        const KG: usize = 2;
+        const ROWS: usize = 6;
+        const VECS: usize = 3;
+        type F = simd::Neon;
+        type V = int32x4_t;
+
+        #[inline(always)]
+        fn with_tile<F: QTileFn>(f: F) -> F::Output {
+            f.call::<Self, 6, 3>()
+        }
+        #[inline(always)]
+        unsafe fn zero() -> int32x4_t {
+            vdupq_n_s32(0)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const u8) -> int32x4_t {
+            vreinterpretq_s32_u8(vld1q_u8(p))
+        }
+        #[inline(always)]
+        unsafe fn bcast(p: *const u8) -> int32x4_t {
+            vdupq_n_s32((p as *const i32).read_unaligned())
+        }
+        #[inline(always)]
+        unsafe fn dot(acc: int32x4_t, act: int32x4_t, wgt: int32x4_t) -> int32x4_t {
+            let (a, w) = (vreinterpretq_s16_s32(act), vreinterpretq_s16_s32(wgt));
+            // Eight exact 32-bit products, then the two of each group added pairwise.
+            let lo = vmull_s16(vget_low_s16(a), vget_low_s16(w));
+            let hi = vmull_high_s16(a, w);
+            vaddq_s32(acc, vpaddq_s32(lo, hi))
+        }
+        #[inline(always)]
+        unsafe fn load_i32(p: *const i32) -> int32x4_t {
+            vld1q_s32(p)
+        }
+        #[inline(always)]
+        unsafe fn splat_i32(x: i32) -> int32x4_t {
+            vdupq_n_s32(x)
+        }
+        #[inline(always)]
+        unsafe fn store_i32(p: *mut i32, v: int32x4_t) {
+            vst1q_s32(p, v)
+        }
+        #[inline(always)]
+        unsafe fn req_row(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<int32x4_t> {
+            let rnd = pair_i64(a.rnd[m], a.rnd[m]);
+            let sh = pair_i64(-i64::from(a.shift[m]), -i64::from(a.shift[m]));
+            ReqVecs {
+                bias: vdupq_n_s32(a.bias[m]),
+                bound: vdupq_n_s32(a.bound[m]),
+                m0: vdupq_n_s32(a.m0[m]),
+                m0_odd: vdupq_n_s32(a.m0[m]),
+                rnd_e: rnd,
+                rnd_o: rnd,
+                sh_e: sh,
+                sh_o: sh,
+                rsh: vdupq_n_s32(0),
+                zp: vdupq_n_s32(q.zp),
+                lo: vdupq_n_s32(q.lo),
+                hi: vdupq_n_s32(q.hi),
+            }
+        }
+        #[inline(always)]
+        unsafe fn req_lanes(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<int32x4_t> {
+            let ld = |v: &[i32]| vld1q_s32(v.as_ptr().add(m));
+            let sh = |i: usize| -i64::from(a.shift[m + i]);
+            ReqVecs {
+                bias: ld(&a.bias),
+                bound: ld(&a.bound),
+                m0: ld(&a.m0),
+                m0_odd: ld(&a.m0),
+                rnd_e: pair_i64(a.rnd[m], a.rnd[m + 1]),
+                rnd_o: pair_i64(a.rnd[m + 2], a.rnd[m + 3]),
+                sh_e: pair_i64(sh(0), sh(1)),
+                sh_o: pair_i64(sh(2), sh(3)),
+                rsh: vdupq_n_s32(0),
+                zp: vdupq_n_s32(q.zp),
+                lo: vdupq_n_s32(q.lo),
+                hi: vdupq_n_s32(q.hi),
+            }
+        }
+        #[inline(always)]
+        unsafe fn requant<const WIDE: bool>(acc: int32x4_t, p: &ReqVecs<int32x4_t>) -> int32x4_t {
+            let mut a = vaddq_s32(acc, p.bias);
+            if WIDE {
+                a = vminq_s32(vmaxq_s32(a, vnegq_s32(p.bound)), p.bound);
+            }
+            // One rounding: (a·m0 + 2^(shift−1)) >> shift in 64 bits, for both paths (the
+            // narrow path's high-half trick is an AVX artefact; this is the same integer).
+            let lo = vaddq_s64(
+                vmull_s32(vget_low_s32(a), vget_low_s32(p.m0)),
+                vreinterpretq_s64_s32(p.rnd_e),
+            );
+            let hi = vaddq_s64(vmull_high_s32(a, p.m0), vreinterpretq_s64_s32(p.rnd_o));
+            let lo = vshlq_s64(lo, vreinterpretq_s64_s32(p.sh_e));
+            let hi = vshlq_s64(hi, vreinterpretq_s64_s32(p.sh_o));
+            let r = vcombine_s32(vmovn_s64(lo), vmovn_s64(hi));
+            let r = vaddq_s32(r, p.zp);
+            vminq_s32(vmaxq_s32(r, p.lo), p.hi)
+        }
+        #[inline(always)]
+        unsafe fn store_codes(p: *mut u8, v: int32x4_t, n: usize) {
+            let h = vmovn_s32(v); // values are already 0..=255
+            let b = vmovn_u16(vcombine_u16(vreinterpret_u16_s16(h), vreinterpret_u16_s16(h)));
+            let bytes = vget_lane_u32::<0>(vreinterpret_u32_u8(b)).to_le_bytes();
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, n.min(4));
+        }
+        #[inline(always)]
+        unsafe fn from_f32(v: float32x4_t) -> int32x4_t {
+            vcvtq_s32_f32(v)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -905,7 +1069,7 @@ mod tests {
                 for (lane, &d) in dots.iter().enumerate() {
                     let mut want = 5i32;
                     let g = &probe;
-                    if matches!(q, QIsa::Avx2 | QIsa::Avx512Bw) {
+                    if matches!(q, QIsa::Avx2 | QIsa::Avx512Bw | QIsa::Neon) {
                         for t in 0..2 {
                             let a = u16::from_le_bytes([
                                 g.act[lane * 4 + 2 * t],

@@ -316,6 +316,8 @@ impl QSource for Im2colQ8 {
 /// the even bytes of 32-byte blocks (SSE2) while whole blocks are readable.
 #[inline(always)]
 unsafe fn gather_strided(src: *const u8, avail: usize, stride: usize, n: usize, dst: *mut u8) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = avail; // only the SSE2 path reads whole blocks
     let mut t = 0;
     #[cfg(target_arch = "x86_64")]
     if stride == 2 {

@@ -380,6 +380,7 @@ unsafe fn fill_sub_plane(
                 *o = f32::from(v);
             }
         } else {
+            #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
             let mut k = 0;
             #[cfg(target_arch = "x86_64")]
             if s == 2 {
