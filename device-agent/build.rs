@@ -11,12 +11,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Compiles every compute shader `src/ops/<op>/*.comp` to SPIR-V with naga (GLSL front end,
-/// SPIR-V back end: pure Rust, no system `glslc`), in three precisions, and writes the table
+/// SPIR-V back end: pure Rust, no system `glslc`), in six precisions, and writes the table
 /// `$OUT_DIR/vulkan_shaders.rs` that `backend::vulkan::shaders` includes.
 ///
 /// Each source gets `src/backend/vulkan/common.glsl` (version, extensions, type macros) put in
 /// front of it. Precisions: `f32` (f32 storage and arithmetic), `f16` (`FP16_STORAGE` and
-/// `FP16_ARITH`), `f16s` (`FP16_STORAGE` only, for devices without shaderFloat16). A line
+/// `FP16_ARITH`), `f16s` (`FP16_STORAGE` only, for devices without shaderFloat16), and the
+/// QUInt8 (processor-friendly) ones with QUInt8 activations: `q8` (F16 parameters and
+/// arithmetic), `q8s` (F16 parameters, F32 arithmetic), `q8f` (F32 parameters and
+/// arithmetic: no 16-bit storage). A line
 /// `// @variant NAME: DEFINE...` in a shader adds a variant compiled with those defines.
 mod vulkan_shaders {
     use std::fmt::Write as _;
@@ -26,6 +29,9 @@ mod vulkan_shaders {
         ("f32", &[]),
         ("f16", &["FP16_STORAGE", "FP16_ARITH"]),
         ("f16s", &["FP16_STORAGE"]),
+        ("q8", &["QUINT8", "FP16_STORAGE", "FP16_ARITH"]),
+        ("q8s", &["QUINT8", "FP16_STORAGE"]),
+        ("q8f", &["QUINT8"]),
     ];
 
     fn compile(name: &str, src: &str, defines: &[&str]) -> Result<Vec<u32>, String> {

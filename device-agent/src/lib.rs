@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod backend;
+pub mod coop;
 pub mod error;
 pub mod exec;
 pub mod graph;

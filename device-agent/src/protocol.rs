@@ -88,6 +88,10 @@ pub struct ClassifyRequest {
     /// CPU threads (0 = all cores).
     #[serde(default)]
     pub threads: usize,
+    /// Where the layers run: `cpu` (default), `gpu`, `layer-to-processor`, `ulayer`,
+    /// `ulayer+branch` (see `ulayer::coop`).
+    #[serde(default = "default_mechanism")]
+    pub mechanism: String,
 }
 
 /// Time a model on a fixed input.
@@ -106,7 +110,8 @@ pub struct BenchRequest {
     /// Include every run's full per-layer trace in the answer.
     #[serde(default)]
     pub traces: bool,
-    /// Where the layers run: "cpu" (default) or "gpu" (the Vulkan backend).
+    /// Where the layers run: "cpu" (default), "gpu" (the Vulkan backend), or cooperatively
+    /// "layer-to-processor", "ulayer", "ulayer+branch" (see `ulayer::coop`).
     #[serde(default = "default_mechanism")]
     pub mechanism: String,
     /// Keep timing until the measured runs have lasted at least this long, ms (more runs
@@ -305,6 +310,10 @@ pub struct LayerTiming {
     pub macs: u64,
     pub p50_ms: f64,
     pub mean_ms: f64,
+    /// Median time of the layer's host↔device transfers (the GPU's staging copies), outside
+    /// `p50_ms`; 0 when the processor works in place (CPU, zero-copy GPU memory).
+    #[serde(default)]
+    pub transfer_p50_ms: f64,
 }
 
 /// The answer to a bench request.

@@ -25,6 +25,8 @@ pub fn bench(
     if req.iterations == 0 {
         return Err(Error::Other("iterations must be at least 1".into()));
     }
+    // Unknown mechanisms and precisions they do not run: an error listing the valid ones.
+    crate::coop::Mechanism::parse_with(&req.mechanism, req.precision)?;
     let model = load_model(&req.model, data_dir)?;
     let threads = resolve_threads(req.threads);
     let stats = model.graph.stats()?;
@@ -36,22 +38,38 @@ pub fn bench(
         "gpu" => {
             let gpu = crate::backend::vulkan::VulkanBackend::new()?;
             tracing::info!(device = %gpu.info().name, memory = gpu.memory_description(), "bench on the GPU");
-            let exec = Executor::new(&model.graph, gpu, req.precision)?;
+            let exec = match req.precision {
+                // The same calibration as the CPU's QUInt8 path (every bundled photo).
+                crate::backend::Precision::Quint8 => {
+                    let q = super::quant::quantize_model(
+                        &model,
+                        crate::quant::CalibrationMethod::default(),
+                        threads,
+                        data_dir,
+                        |_| true,
+                    )?;
+                    Executor::new_quantized(&q, gpu)?
+                }
+                p => Executor::new(&model.graph, gpu, p)?,
+            };
             timed(req, &model, &stats, threads, exec, progress)
         }
-        other => Err(Error::Other(format!(
-            "unknown mechanism '{other}' (cpu or gpu)"
-        ))),
+        // The cooperative mechanisms (see `agent::coop`), and the error listing every valid
+        // mechanism and precision.
+        other => {
+            let exec = super::coop::runner(&model, other, req.precision, threads, data_dir, None)?;
+            timed(req, &model, &stats, threads, exec, progress)
+        }
     }
 }
 
 /// The measured part of [`bench`], on any backend.
-fn timed<B: crate::backend::Backend>(
+fn timed(
     req: &BenchRequest,
     model: &super::LoadedModel,
     stats: &crate::graph::GraphStats,
     threads: usize,
-    mut exec: Executor<B>,
+    mut exec: impl crate::coop::Runner,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<BenchReport> {
     let input = bench_input(&model.input.shape);
@@ -60,14 +78,35 @@ fn timed<B: crate::backend::Backend>(
     }
     let mut runs_ns = Vec::with_capacity(req.iterations);
     let mut per_layer: Vec<Vec<u64>> = vec![Vec::with_capacity(req.iterations); stats.layers.len()];
+    let mut transfers: Vec<Vec<u64>> = vec![Vec::with_capacity(req.iterations); stats.layers.len()];
     let mut traces = Vec::new();
+    let layer_index: std::collections::HashMap<&str, usize> = stats
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.name.as_str(), i))
+        .collect();
     let min_ns = u64::from(req.min_duration_ms) * 1_000_000;
     let mut i = 0;
     while i < req.iterations || runs_ns.iter().sum::<u64>() < min_ns {
         let (_, trace) = exec.run(std::slice::from_ref(&input))?;
         runs_ns.push(trace.end_ns - trace.start_ns);
-        for (slot, span) in per_layer.iter_mut().zip(&trace.layers) {
-            slot.push(span.duration_ns());
+        // A layer split across processors has one span per processor: its time is from the
+        // first start to the last end.
+        let mut spans: Vec<Option<(u64, u64, u64)>> = vec![None; stats.layers.len()];
+        for span in &trace.layers {
+            if let Some(&k) = layer_index.get(span.node.as_str()) {
+                let e = spans[k].get_or_insert((span.start_ns, span.end_ns, 0));
+                e.0 = e.0.min(span.start_ns);
+                e.1 = e.1.max(span.end_ns);
+                e.2 = e.2.max(span.transfer_ns);
+            }
+        }
+        for ((slot, tr), span) in per_layer.iter_mut().zip(&mut transfers).zip(&spans) {
+            if let Some((s, e, t)) = span {
+                slot.push(e.saturating_sub(*s));
+                tr.push(*t);
+            }
         }
         if req.traces {
             traces.push(trace);
@@ -79,15 +118,17 @@ fn timed<B: crate::backend::Backend>(
     let layers = stats
         .layers
         .iter()
-        .zip(&per_layer)
-        .map(|(l, ns)| {
+        .zip(per_layer.iter().zip(&transfers))
+        .map(|(l, (ns, tr))| {
             let s = LatencyStats::from_ns(ns);
+            let t = LatencyStats::from_ns(tr);
             LayerTiming {
                 node: l.name.clone(),
                 kind: l.kind.clone(),
                 macs: l.macs,
                 p50_ms: s.as_ref().map_or(0.0, |s| s.p50_ms),
                 mean_ms: s.as_ref().map_or(0.0, |s| s.mean_ms),
+                transfer_p50_ms: t.as_ref().map_or(0.0, |t| t.p50_ms),
             }
         })
         .collect();

@@ -1,9 +1,7 @@
 //! Classifying images and scoring a model on the bundled labeled photos.
 use super::{load_model, resolve_threads, LoadedModel};
-use crate::backend::cpu::CpuBackend;
 use crate::backend::Precision;
 use crate::exec::trace::Trace;
-use crate::exec::Executor;
 use crate::protocol::{ClassScore, Classification};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
@@ -46,7 +44,7 @@ fn image_tensor(model: &LoadedModel, path: &Path) -> Result<Tensor> {
     })
 }
 
-fn run_one(exec: &mut Executor<CpuBackend>, input: Tensor) -> Result<(Vec<f32>, Trace)> {
+fn run_one(exec: &mut impl crate::coop::Runner, input: Tensor) -> Result<(Vec<f32>, Trace)> {
     let (mut outs, trace) = exec.run(&[input])?;
     let out = outs
         .pop()
@@ -63,10 +61,30 @@ pub fn classify(
     threads: usize,
     data_dir: &Path,
 ) -> Result<(Vec<Classification>, Vec<Trace>)> {
+    classify_with(model, images, top, precision, "cpu", threads, data_dir)
+}
+
+/// [`classify`] with a mechanism by name (`cpu`, `gpu`, `layer-to-processor`, `ulayer`,
+/// `ulayer+branch`; see [`super::coop::runner`]).
+pub fn classify_with(
+    model: &str,
+    images: &[String],
+    top: usize,
+    precision: Precision,
+    mechanism: &str,
+    threads: usize,
+    data_dir: &Path,
+) -> Result<(Vec<Classification>, Vec<Trace>)> {
     let model = load_model(model, data_dir)?;
     let names = datasets::imagenet_class_names(data_dir).ok();
-    let mut exec =
-        super::quant::cpu_executor(&model, precision, resolve_threads(threads), data_dir)?;
+    let mut exec = super::coop::runner(
+        &model,
+        mechanism,
+        precision,
+        resolve_threads(threads),
+        data_dir,
+        None,
+    )?;
     let mut results = Vec::new();
     let mut traces = Vec::new();
     for path in images {
@@ -123,10 +141,28 @@ pub fn evaluate(
     augment: bool,
     data_dir: &Path,
 ) -> Result<Evaluation> {
+    evaluate_with(model, precision, "cpu", threads, augment, data_dir)
+}
+
+/// [`evaluate`] with a mechanism by name (see [`super::coop::runner`]).
+pub fn evaluate_with(
+    model: &str,
+    precision: Precision,
+    mechanism: &str,
+    threads: usize,
+    augment: bool,
+    data_dir: &Path,
+) -> Result<Evaluation> {
     let loaded = load_model(model, data_dir)?;
     let photos = datasets::bundled_photos(data_dir)?;
-    let mut exec =
-        super::quant::cpu_executor(&loaded, precision, resolve_threads(threads), data_dir)?;
+    let mut exec = super::coop::runner(
+        &loaded,
+        mechanism,
+        precision,
+        resolve_threads(threads),
+        data_dir,
+        None,
+    )?;
     let spec = loaded.input;
     let norm = datasets::Normalization {
         mean: spec.mean,

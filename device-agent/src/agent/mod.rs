@@ -3,6 +3,7 @@
 mod accuracy;
 mod bench;
 mod classify;
+pub mod coop;
 mod job;
 mod model;
 pub mod pulse;
@@ -11,7 +12,7 @@ pub mod serve;
 
 pub use accuracy::{accuracy, AccuracyReport, AccuracyRow};
 pub use bench::bench;
-pub use classify::{classify, evaluate, Evaluation, PhotoResult};
+pub use classify::{classify, classify_with, evaluate, evaluate_with, Evaluation, PhotoResult};
 pub use job::run_job;
 pub use model::{load_model, model_infos, LoadedModel};
 

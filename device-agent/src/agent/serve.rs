@@ -8,10 +8,16 @@ pub fn handle(request: &Request, data_dir: &Path) -> Response {
     let result = match request {
         Request::Hello => Ok(Response::Hello(super::agent_info())),
         Request::Models => super::model_infos(data_dir).map(|models| Response::Models { models }),
-        Request::Classify(c) => {
-            super::classify(&c.model, &c.images, c.top, c.precision, c.threads, data_dir)
-                .map(|(results, _)| Response::Classified { results })
-        }
+        Request::Classify(c) => super::classify_with(
+            &c.model,
+            &c.images,
+            c.top,
+            c.precision,
+            &c.mechanism,
+            c.threads,
+            data_dir,
+        )
+        .map(|(results, _)| Response::Classified { results }),
         Request::Bench(b) => super::bench(b, data_dir, |_, _| {}).map(Response::Bench),
         Request::Job(j) => super::run_job(j, data_dir).map(Response::Job),
         Request::Shutdown => Ok(Response::Bye),

@@ -112,6 +112,13 @@ pub trait Backend: Send + Sync {
     fn last_span_ns(&self) -> Option<(u64, u64)> {
         None
     }
+
+    /// Nanoseconds the last `run` on this thread spent moving tensors between host and
+    /// processor memory outside its span (the GPU's staging copies where memory is not
+    /// shared); 0 (the default) where the processor works on the tensors in place.
+    fn last_transfer_ns(&self) -> u64 {
+        0
+    }
 }
 
 /// Checks that a prepared node is run on tensors of the shapes it was prepared for; the

@@ -299,6 +299,7 @@ impl<B: Backend> Executor<B> {
                                     slice,
                                     start_ns,
                                     end_ns,
+                                    transfer_ns: backend.last_transfer_ns(),
                                 });
                             }
                             return Ok(());
@@ -330,6 +331,7 @@ impl<B: Backend> Executor<B> {
                             slice,
                             start_ns,
                             end_ns,
+                            transfer_ns: backend.last_transfer_ns(),
                         });
                     }
                     Ok::<(), Error>(())

@@ -28,6 +28,12 @@ pub struct LayerSpan {
     pub start_ns: u64,
     /// End, `CLOCK_MONOTONIC` ns.
     pub end_ns: u64,
+    /// Time spent moving this slice's inputs to the processor and its output back, outside
+    /// `start_ns..end_ns` (the GPU's staging copies when its memory is not shared with the
+    /// CPU; see [`crate::backend::Backend::last_transfer_ns`]); 0 when zero-copy. Absent in
+    /// older traces.
+    #[serde(default)]
+    pub transfer_ns: u64,
 }
 
 impl LayerSpan {

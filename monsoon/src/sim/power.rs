@@ -146,9 +146,11 @@ impl ActivityProbe {
             let Some((running, run_ns, gpu)) = self.read_thread(tid) else {
                 continue;
             };
+            // A thread born since the last poll was not running at it: its start counts half
+            // of this interval, like any other edge (on the first poll, dt = 0 anyway).
             let st = self.threads.entry(tid).or_insert_with(|| ThreadState {
                 gpu,
-                running,
+                running: false,
                 run_ns,
                 window: VecDeque::with_capacity(EFFICIENCY_WINDOW),
                 seen: polls,
@@ -175,6 +177,23 @@ impl ActivityProbe {
                 gpu_sum += busy;
             } else {
                 act.cpu_cores += busy;
+            }
+        }
+        // A thread that ended since the last poll and was running at it: its end counts half
+        // of this interval (dropping it outright would place every exit a poll early).
+        if dt > 0.0 {
+            for st in self
+                .threads
+                .values()
+                .filter(|t| t.seen != polls && t.running)
+            {
+                let busy = 0.5 * st.efficiency();
+                if st.gpu {
+                    act.gpu_threads += 1;
+                    gpu_sum += busy;
+                } else {
+                    act.cpu_cores += busy;
+                }
             }
         }
         self.threads.retain(|_, t| t.seen == polls);

@@ -836,7 +836,6 @@ mod x86 {
     }
 }
 
-
 #[cfg(target_arch = "aarch64")]
 pub use arm::NeonQ;
 
@@ -969,7 +968,10 @@ mod arm {
         #[inline(always)]
         unsafe fn store_codes(p: *mut u8, v: int32x4_t, n: usize) {
             let h = vmovn_s32(v); // values are already 0..=255
-            let b = vmovn_u16(vcombine_u16(vreinterpret_u16_s16(h), vreinterpret_u16_s16(h)));
+            let b = vmovn_u16(vcombine_u16(
+                vreinterpret_u16_s16(h),
+                vreinterpret_u16_s16(h),
+            ));
             let bytes = vget_lane_u32::<0>(vreinterpret_u32_u8(b)).to_le_bytes();
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, n.min(4));
         }

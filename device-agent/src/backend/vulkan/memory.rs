@@ -143,6 +143,28 @@ impl Buffer {
     }
 }
 
+impl Buffer {
+    /// Writes `data` (QUInt8 codes, 4 to a shader word) at byte 0. The buffer must be mapped
+    /// and large enough, and no GPU work may be using it.
+    pub fn write_bytes(&self, data: &[u8]) {
+        assert!(!self.ptr.is_null() && data.len() as u64 <= self.size);
+        // SAFETY: as in `write_f32`: the mapping covers `size` bytes and no one else uses it.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr, data.len()) }
+    }
+
+    /// Reads `dst.len()` codes stored one per 32-bit word (the QUInt8 shaders' output)
+    /// starting at element `at`, narrowing each to a byte.
+    pub fn read_codes(&self, at: usize, dst: &mut [u8]) {
+        assert!(!self.ptr.is_null() && ((at + dst.len()) * 4) as u64 <= self.size);
+        // SAFETY: as in `read_f32`; the words are in range (checked above) and 4-aligned.
+        let src =
+            unsafe { std::slice::from_raw_parts((self.ptr as *const u32).add(at), dst.len()) };
+        for (d, &w) in dst.iter_mut().zip(src) {
+            *d = w.min(255) as u8;
+        }
+    }
+}
+
 impl Drop for Buffer {
     fn drop(&mut self) {
         let d = &self.ctx.dev.device;

@@ -20,11 +20,23 @@
 //! - **Time**: each `run` brackets its dispatches with timestamps, converted to
 //!   CLOCK_MONOTONIC ([`timing`]); the executor puts them in the layer's span.
 //!
-//! QUInt8 (processor-friendly quantization) is not on the GPU yet.
+//! - **QUInt8** (processor-friendly quantization, [`Backend::prepare_quantized`]): the same
+//!   shaders compiled with QUInt8 activations (`q8`: F16 parameters and arithmetic; `q8s`:
+//!   F32 arithmetic for devices without shaderFloat16; `q8f`: no 16-bit storage either).
+//!   Inputs are uploaded as the QTensor's bytes (4 codes to a shader word) and dequantized on
+//!   load; weights are the model's per-channel 8-bit weights dequantized (`s_w·w_q`) and
+//!   biases `s_x·s_w·b_q`, both stored as F16; outputs are requantized on store (round to
+//!   nearest, saturated, the fused activation's clamp applied first). Every op of the IR runs
+//!   this way, including those the CPU runs as F32 islands (BatchNorm, LRN, Softmax, MatMul);
+//!   a Constant is quantized once at prepare time and copied by the host.
+//! - **Transfers**: in the staged model each layer's upload and download copies are bracketed
+//!   by their own timestamps; their GPU time is reported by [`Backend::last_transfer_ns`]
+//!   and lands in the trace's `LayerSpan::transfer_ns` (0 in the unified, zero-copy model).
 use super::{Backend, Precision, Processor};
 use crate::exec::trace::monotonic_ns;
 use crate::graph::Node;
 use crate::ops::Op;
+use crate::quant::{QParams, QTensor, QuantNode, SharedQTensor};
 use crate::tensor::{SharedTensor, Slice, Tensor};
 use crate::{Error, Result};
 use ash::vk;
@@ -136,6 +148,68 @@ pub(crate) fn slice_len(shape: &[usize], s: &Slice) -> usize {
     v[0] * s.channels.len() * s.rows.len() * v[3]
 }
 
+/// Timestamp queries of a run: 0 before the uploads (staged), 1 and 2 around the dispatches,
+/// 3 after the downloads (staged).
+const QUERIES: u32 = 4;
+
+/// The inputs of a run: F32/F16 tensors or QUInt8 ones.
+#[derive(Clone, Copy)]
+enum Ins<'a> {
+    F32(&'a [&'a Tensor]),
+    Q8(&'a [&'a QTensor]),
+}
+
+impl Ins<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Ins::F32(v) => v.len(),
+            Ins::Q8(v) => v.len(),
+        }
+    }
+}
+
+/// The output of a run.
+#[derive(Clone, Copy)]
+enum Outs<'a, 'b> {
+    F32(&'a SharedTensor<'b>),
+    Q8(&'a SharedQTensor<'b>),
+}
+
+impl Outs<'_, '_> {
+    fn len(&self) -> usize {
+        match self {
+            Outs::F32(o) => o.len(),
+            Outs::Q8(o) => o.len(),
+        }
+    }
+}
+
+/// The quantization a node prepared for QUInt8 expects.
+#[derive(Clone, Debug)]
+struct QuantIo {
+    inputs: Vec<QParams>,
+    output: QParams,
+    /// A Constant's codes (written by the host).
+    constant: Option<Vec<u8>>,
+}
+
+impl QuantIo {
+    /// The QUInt8 push-constant words (`QP` in common.glsl) of a dispatch with `binds`: the
+    /// quantization of the input at binding 0, of a second input at binding 2 or 3, and of
+    /// the output.
+    fn push_words(&self, binds: &[Bind]) -> [u32; 6] {
+        let of = |b: Option<&Bind>| match b {
+            Some(Bind::Input(k)) => self.inputs.get(*k).copied(),
+            _ => None,
+        };
+        let a = of(binds.first()).unwrap_or(self.output);
+        let b = of(binds.get(2)).or_else(|| of(binds.get(3))).unwrap_or(a);
+        let y = self.output;
+        let z = |q: QParams| pf(f32::from(q.zero_point));
+        [pf(a.scale), z(a), pf(b.scale), z(b), pf(y.scale), z(y)]
+    }
+}
+
 /// Options of [`VulkanBackend::with_options`].
 #[derive(Clone, Debug, Default)]
 pub struct VulkanOptions {
@@ -156,8 +230,10 @@ pub struct VulkanPrepared {
     sliceable: bool,
     /// Shader precision: "f32", "f16" or "f16s".
     variant: &'static str,
-    /// Tensors stored as f16.
+    /// Tensors (parameters; activations unless quantized) stored as f16.
     f16: bool,
+    /// QUInt8 execution: the quantization of the inputs and output.
+    quant: Option<QuantIo>,
 }
 
 impl VulkanPrepared {
@@ -166,8 +242,9 @@ impl VulkanPrepared {
         &self.node
     }
 
-    /// The shader precision in use: "f32", "f16" (F16 storage and arithmetic) or "f16s"
-    /// (F16 storage, F32 arithmetic).
+    /// The shader precision in use: "f32", "f16" (F16 storage and arithmetic), "f16s"
+    /// (F16 storage, F32 arithmetic), or for QUInt8 "q8" (F16 arithmetic), "q8s" (F32
+    /// arithmetic, F16 parameters), "q8f" (F32).
     pub fn variant(&self) -> &'static str {
         self.variant
     }
@@ -253,7 +330,7 @@ impl RunState {
                 .create_query_pool(
                     &vk::QueryPoolCreateInfo::default()
                         .query_type(vk::QueryType::TIMESTAMP)
-                        .query_count(2),
+                        .query_count(QUERIES),
                     None,
                 )
                 .map_err(vk_err("query pool"))?;
@@ -316,22 +393,22 @@ impl RunState {
         }
     }
 
-    fn timestamps(&self) -> Result<[u64; 2]> {
-        let mut ts = [0u64; 2];
-        // SAFETY: both queries were written by the submission that was waited for.
+    /// Reads queries `first..first + ts.len()`.
+    fn timestamps(&self, first: u32, ts: &mut [u64]) -> Result<()> {
+        // SAFETY: the queries were written by the submission that was waited for.
         unsafe {
             self.ctx
                 .dev
                 .device
                 .get_query_pool_results(
                     self.queries,
-                    0,
-                    &mut ts,
+                    first,
+                    ts,
                     vk::QueryResultFlags::TYPE_64 | vk::QueryResultFlags::WAIT,
                 )
                 .map_err(vk_err("timestamps"))?;
         }
-        Ok(ts)
+        Ok(())
     }
 
     /// (Re)computes the clock calibration (see [`timing`]).
@@ -394,7 +471,9 @@ impl RunState {
                 );
             }
             let (a, b) = self.submit_wait()?;
-            samples.push((a, self.timestamps()?[0], b));
+            let mut ts = [0u64; 2];
+            self.timestamps(0, &mut ts)?;
+            samples.push((a, ts[0], b));
         }
         self.calib = Calibration::from_brackets(&samples, period, bits);
         Ok(())
@@ -436,15 +515,16 @@ impl RunState {
         Ok(bufs)
     }
 
-    /// Runs `dispatches` of `p` on `inputs`, reading the slice back into `out`. Returns the
-    /// span of the dispatches on CLOCK_MONOTONIC.
+    /// Runs the dispatches of `p` computing `slice` on `inputs`, reading the slice back into
+    /// `out`. Returns the span of the dispatches on CLOCK_MONOTONIC and the GPU time of the
+    /// staged model's transfer commands (0 in the unified model).
     fn execute(
         &mut self,
         p: &VulkanPrepared,
-        inputs: &[&Tensor],
-        out: &SharedTensor<'_>,
+        inputs: Ins<'_>,
+        out: Outs<'_, '_>,
         slice: &Slice,
-    ) -> Result<(u64, u64)> {
+    ) -> Result<((u64, u64), u64)> {
         let ctx = self.ctx.clone();
         let d = &ctx.dev.device;
         let esz = if p.f16 { 2u64 } else { 4 };
@@ -455,27 +535,34 @@ impl RunState {
         {
             self.calibrate()?;
         }
-        if self.inputs.len() < inputs.len() {
-            self.inputs.resize_with(inputs.len(), || None);
-            self.in_staging.resize_with(inputs.len(), || None);
+        let n_in = inputs.len();
+        if self.inputs.len() < n_in {
+            self.inputs.resize_with(n_in, || None);
+            self.in_staging.resize_with(n_in, || None);
         }
-        for (k, t) in inputs.iter().enumerate() {
-            let bytes = t.len() as u64 * esz;
+        let mut in_bytes = Vec::with_capacity(n_in);
+        for k in 0..n_in {
+            let bytes = match inputs {
+                Ins::F32(v) => v[k].len() as u64 * esz,
+                Ins::Q8(v) => v[k].len() as u64,
+            };
             ensure(&ctx, &mut self.inputs[k], bytes, BufKind::Device)?;
-            if staged {
+            let target = if staged {
                 ensure(&ctx, &mut self.in_staging[k], bytes, BufKind::Upload)?;
-                self.in_staging[k]
-                    .as_ref()
-                    .expect("ensured")
-                    .write_f32(t.data(), p.f16);
+                self.in_staging[k].as_ref()
             } else {
-                self.inputs[k]
-                    .as_ref()
-                    .expect("ensured")
-                    .write_f32(t.data(), p.f16);
+                self.inputs[k].as_ref()
             }
+            .expect("ensured");
+            match inputs {
+                Ins::F32(v) => target.write_f32(v[k].data(), p.f16),
+                Ins::Q8(v) => target.write_bytes(v[k].data()),
+            }
+            in_bytes.push(bytes);
         }
-        let out_bytes = out.len() as u64 * esz;
+        // QUInt8 outputs hold one code per 32-bit word on the GPU (see common.glsl).
+        let oesz = if p.quant.is_some() { 4 } else { esz };
+        let out_bytes = out.len() as u64 * oesz;
         ensure(&ctx, &mut self.out, out_bytes, BufKind::Device)?;
         if staged {
             ensure(&ctx, &mut self.out_staging, out_bytes, BufKind::Readback)?;
@@ -513,14 +600,20 @@ impl RunState {
             // SAFETY: recording into the begun command buffer; every bound buffer stays
             // alive until the submission is waited for below.
             unsafe {
-                d.cmd_reset_query_pool(cmd, self.queries, 0, 2);
+                d.cmd_reset_query_pool(cmd, self.queries, 0, QUERIES);
                 if staged {
-                    for (k, t) in inputs.iter().enumerate() {
+                    d.cmd_write_timestamp(
+                        cmd,
+                        vk::PipelineStageFlags::TOP_OF_PIPE,
+                        self.queries,
+                        0,
+                    );
+                    for (k, &bytes) in in_bytes.iter().enumerate() {
                         let (s, dst) = (self.in_staging[k].as_ref(), self.inputs[k].as_ref());
                         let (Some(s), Some(dst)) = (s, dst) else {
                             continue;
                         };
-                        let region = vk::BufferCopy::default().size((t.len() as u64 * esz).max(1));
+                        let region = vk::BufferCopy::default().size(bytes.max(1));
                         d.cmd_copy_buffer(cmd, s.buf, dst.buf, &[region]);
                     }
                     barrier(
@@ -532,7 +625,7 @@ impl RunState {
                         vk::PipelineStageFlags::COMPUTE_SHADER,
                     );
                 }
-                d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::ALL_COMMANDS, self.queries, 0);
+                d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::ALL_COMMANDS, self.queries, 1);
                 let sets = d
                     .allocate_descriptor_sets(
                         &vk::DescriptorSetAllocateInfo::default()
@@ -572,17 +665,22 @@ impl RunState {
                         &[set],
                         &[],
                     );
+                    let words = match &p.quant {
+                        Some(q) => q.push_words(&dsp.binds),
+                        None => [0; 6],
+                    };
+                    let n_q = if p.quant.is_some() { words.len() } else { 0 };
                     let mut push = [0u8; PUSH_BYTES as usize];
-                    if dsp.push.len() * 4 > push.len() {
+                    if (dsp.push.len() + n_q) * 4 > push.len() {
                         return Err(Error::node(&p.node, "internal: push constants too long"));
                     }
-                    for (i, w) in dsp.push.iter().enumerate() {
+                    for (i, w) in dsp.push.iter().chain(&words[..n_q]).enumerate() {
                         push[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
                     }
                     d.cmd_push_constants(cmd, ctx.layout, vk::ShaderStageFlags::COMPUTE, 0, &push);
                     d.cmd_dispatch(cmd, dsp.groups[0], dsp.groups[1], dsp.groups[2]);
                 }
-                d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::ALL_COMMANDS, self.queries, 1);
+                d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::ALL_COMMANDS, self.queries, 2);
                 if staged {
                     barrier(
                         d,
@@ -596,9 +694,9 @@ impl RunState {
                         .iter()
                         .map(|&(off, len)| {
                             vk::BufferCopy::default()
-                                .src_offset(off as u64 * esz)
-                                .dst_offset(off as u64 * esz)
-                                .size(len as u64 * esz)
+                                .src_offset(off as u64 * oesz)
+                                .dst_offset(off as u64 * oesz)
+                                .size(len as u64 * oesz)
                         })
                         .collect();
                     let (src, dst) = (
@@ -606,6 +704,12 @@ impl RunState {
                         self.out_staging.as_ref().expect("ensured"),
                     );
                     d.cmd_copy_buffer(cmd, src.buf, dst.buf, &regions);
+                    d.cmd_write_timestamp(
+                        cmd,
+                        vk::PipelineStageFlags::BOTTOM_OF_PIPE,
+                        self.queries,
+                        3,
+                    );
                     barrier(
                         d,
                         cmd,
@@ -650,16 +754,36 @@ impl RunState {
         };
         let readback = readback.expect("ensured");
         for &(off, len) in &runs {
-            // SAFETY: the caller of `run` owns `slice` of `out`; runs lie inside it.
-            let dst = unsafe { out.range_mut(off, len) };
-            readback.read_f32(off, dst, p.f16);
+            match out {
+                Outs::F32(o) => {
+                    // SAFETY: the caller of `run` owns `slice` of `out`; runs lie inside it.
+                    let dst = unsafe { o.range_mut(off, len) };
+                    readback.read_f32(off, dst, p.f16);
+                }
+                Outs::Q8(o) => {
+                    // SAFETY: as above, for `run_quantized`.
+                    let dst = unsafe { o.range_mut(off, len) };
+                    readback.read_codes(off, dst);
+                }
+            }
         }
         Ok(match self.calib {
             Some(c) => {
-                let [a, b] = self.timestamps()?;
-                c.span(a, b, t0, t1)
+                let mut ts = [0u64; QUERIES as usize];
+                if staged {
+                    self.timestamps(0, &mut ts)?;
+                } else {
+                    self.timestamps(1, &mut ts[1..3])?;
+                }
+                let ticks = |a: u64, b: u64| b.wrapping_sub(a) & c.mask;
+                let transfer = if staged {
+                    ((ticks(ts[0], ts[1]) + ticks(ts[2], ts[3])) as f64 * c.period_ns) as u64
+                } else {
+                    0
+                };
+                (c.span(ts[1], ts[2], t0, t1), transfer)
             }
-            None => (t0, t1),
+            None => ((t0, t1), 0),
         })
     }
 }
@@ -693,6 +817,8 @@ unsafe fn barrier(
 thread_local! {
     /// The span of the last `run` on this thread (read by the executor).
     static LAST_SPAN: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+    /// The GPU time of the last `run`'s transfer commands on this thread.
+    static LAST_TRANSFER: Cell<u64> = const { Cell::new(0) };
 }
 
 /// The Vulkan processor backend.
@@ -777,10 +903,9 @@ impl VulkanBackend {
             Precision::F16 if i.storage_16bit && i.shader_float16 => Ok("f16"),
             Precision::F16 if i.storage_16bit => Ok("f16s"),
             Precision::F16 => Ok("f32"),
-            Precision::Quint8 => Err(Error::Other(
-                "the Vulkan backend does not run QUInt8 yet (needs the quantized tensor format)"
-                    .into(),
-            )),
+            Precision::Quint8 if i.storage_16bit && i.shader_float16 => Ok("q8"),
+            Precision::Quint8 if i.storage_16bit => Ok("q8s"),
+            Precision::Quint8 => Ok("q8f"),
         }
     }
 
@@ -809,6 +934,12 @@ impl Backend for VulkanBackend {
         precision: Precision,
     ) -> Result<VulkanPrepared> {
         let name = node.name.as_str();
+        if precision == Precision::Quint8 {
+            return Err(Error::node(
+                name,
+                "QUInt8 needs the model's quantization: prepare with `prepare_quantized`",
+            ));
+        }
         let variant = self
             .variant(precision)
             .map_err(|e| Error::node(name, e.to_string()))?;
@@ -836,6 +967,7 @@ impl Backend for VulkanBackend {
             sliceable: node.op.sliceable(),
             variant,
             f16,
+            quant: None,
         })
     }
 
@@ -849,18 +981,221 @@ impl Backend for VulkanBackend {
         let node = p.node.as_str();
         super::check_run_shapes(node, inputs, &p.inputs, out, &p.output)?;
         crate::backend::cpu::check_slice(node, &p.output, slice, p.sliceable)?;
+        if p.quant.is_some() {
+            return Err(Error::node(
+                node,
+                "prepared for QUInt8: run it with `run_quantized`, not `run`",
+            ));
+        }
         LAST_SPAN.with(|c| c.set(None));
+        LAST_TRANSFER.with(|c| c.set(0));
         if slice.is_empty() {
             return Ok(());
         }
-        let span = self.lock().execute(p, inputs, out, slice)?;
+        let (span, transfer) = self
+            .lock()
+            .execute(p, Ins::F32(inputs), Outs::F32(out), slice)?;
         LAST_SPAN.with(|c| c.set(Some(span)));
+        LAST_TRANSFER.with(|c| c.set(transfer));
+        Ok(())
+    }
+
+    fn prepare_quantized(
+        &self,
+        node: &Node,
+        q: &QuantNode<'_>,
+        input_shapes: &[&[usize]],
+        output_shape: &[usize],
+    ) -> Result<VulkanPrepared> {
+        let name = node.name.as_str();
+        let variant = self.variant(Precision::Quint8)?;
+        let expected = node.op.output_shape(name, input_shapes)?;
+        if expected != output_shape {
+            return Err(Error::node(
+                name,
+                format!("output shape {output_shape:?} given, the op produces {expected:?}"),
+            ));
+        }
+        if q.inputs.len() != input_shapes.len() {
+            return Err(Error::node(
+                name,
+                format!(
+                    "{} input quantization(s) for {} inputs",
+                    q.inputs.len(),
+                    input_shapes.len()
+                ),
+            ));
+        }
+        let op = dequantized_op(name, &node.op, q)?;
+        let constant = match &node.op {
+            Op::Constant(t) => Some(QTensor::quantize(t, q.output).data().to_vec()),
+            _ => None,
+        };
+        let (kernel, params) = prepare_op(name, &op, input_shapes, output_shape)?;
+        if constant.is_none() {
+            for s in kernel.shaders() {
+                self.ctx
+                    .pipeline(s, variant)
+                    .map_err(|e| Error::node(name, e.to_string()))?;
+            }
+        }
+        let f16 = variant != "q8f";
+        let params = if constant.is_none() {
+            self.lock().upload_params(&params, f16)?
+        } else {
+            Vec::new()
+        };
+        Ok(VulkanPrepared {
+            node: node.name.clone(),
+            kernel,
+            params,
+            inputs: input_shapes.iter().map(|s| s.to_vec()).collect(),
+            output: output_shape.to_vec(),
+            sliceable: node.op.sliceable(),
+            variant,
+            f16,
+            quant: Some(QuantIo {
+                inputs: q.inputs.to_vec(),
+                output: q.output,
+                constant,
+            }),
+        })
+    }
+
+    fn run_quantized(
+        &self,
+        p: &VulkanPrepared,
+        inputs: &[&QTensor],
+        out: &SharedQTensor<'_>,
+        slice: &Slice,
+    ) -> Result<()> {
+        let node = p.node.as_str();
+        let Some(q) = &p.quant else {
+            return Err(Error::node(
+                node,
+                "prepared for F32/F16: run it with `run`, not `run_quantized`",
+            ));
+        };
+        if inputs.len() != p.inputs.len()
+            || inputs
+                .iter()
+                .zip(&p.inputs)
+                .any(|(t, s)| t.shape() != s.as_slice())
+        {
+            let got: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+            return Err(Error::node(
+                node,
+                format!("inputs of shapes {got:?}, prepared for {:?}", p.inputs),
+            ));
+        }
+        if let Some((i, t)) = inputs
+            .iter()
+            .enumerate()
+            .find(|(i, t)| t.qparams() != q.inputs[*i])
+        {
+            return Err(Error::node(
+                node,
+                format!(
+                    "input {i} quantized as {:?}, prepared for {:?}",
+                    t.qparams(),
+                    q.inputs[i]
+                ),
+            ));
+        }
+        if out.shape() != p.output.as_slice() || out.qparams() != q.output {
+            return Err(Error::node(
+                node,
+                format!(
+                    "output tensor {:?} quantized as {:?}, prepared for {:?} as {:?}",
+                    out.shape(),
+                    out.qparams(),
+                    p.output,
+                    q.output
+                ),
+            ));
+        }
+        crate::backend::cpu::check_slice(node, &p.output, slice, p.sliceable)?;
+        LAST_SPAN.with(|c| c.set(None));
+        LAST_TRANSFER.with(|c| c.set(0));
+        if slice.is_empty() {
+            return Ok(());
+        }
+        if let Some(codes) = &q.constant {
+            if codes.len() != out.len() {
+                return Err(Error::node(node, "internal: constant of the wrong size"));
+            }
+            crate::backend::cpu::Geom::of(&p.output).spans(slice, |off, len| {
+                // SAFETY: the caller owns `slice` of `out`; the run lies inside it.
+                let dst = unsafe { out.range_mut(off, len) };
+                dst.copy_from_slice(&codes[off..off + len]);
+            });
+            return Ok(());
+        }
+        let (span, transfer) = self
+            .lock()
+            .execute(p, Ins::Q8(inputs), Outs::Q8(out), slice)?;
+        LAST_SPAN.with(|c| c.set(Some(span)));
+        LAST_TRANSFER.with(|c| c.set(transfer));
         Ok(())
     }
 
     fn last_span_ns(&self) -> Option<(u64, u64)> {
         LAST_SPAN.with(|c| c.get())
     }
+
+    fn last_transfer_ns(&self) -> u64 {
+        LAST_TRANSFER.with(|c| c.get())
+    }
+}
+
+/// The op a QUInt8 node computes on the GPU: convolutions and fully connected layers with
+/// the model's 8-bit weights dequantized (`s_w[c]·w_q`) and biases `s_x·s_w[c]·b_q` (bias
+/// correction included), so that the GPU and the CPU compute the same real products; other
+/// ops as they are.
+fn dequantized_op(node: &str, op: &Op, q: &QuantNode<'_>) -> Result<Op> {
+    let weights = || {
+        let w = q
+            .weights
+            .ok_or_else(|| Error::node(node, "quantized model has no 8-bit weights here"))?;
+        let s_x = q
+            .inputs
+            .first()
+            .ok_or_else(|| Error::node(node, "no input quantization"))?
+            .scale;
+        let bias: Vec<f32> = w
+            .bias
+            .iter()
+            .zip(&w.scales)
+            .map(|(&b, &s)| (f64::from(b) * f64::from(s_x) * f64::from(s)) as f32)
+            .collect();
+        let n = bias.len();
+        let bias = Tensor::from_vec(&[n], bias)
+            .ok_or_else(|| Error::node(node, "internal: bias of the wrong size"))?;
+        Ok::<_, Error>((w.dequantized(), bias))
+    };
+    Ok(match op {
+        Op::Conv2d(c) => {
+            let (w, b) = weights()?;
+            let mut c = c.clone();
+            if w.shape() != c.weight.shape() {
+                return Err(Error::node(node, "8-bit weights of the wrong shape"));
+            }
+            c.weight = w;
+            c.bias = Some(b);
+            Op::Conv2d(c)
+        }
+        Op::Gemm(g) => {
+            let (w, b) = weights()?;
+            let mut g = g.clone();
+            if w.shape() != g.weight.shape() {
+                return Err(Error::node(node, "8-bit weights of the wrong shape"));
+            }
+            g.weight = w;
+            g.bias = Some(b);
+            Op::Gemm(g)
+        }
+        other => other.clone(),
+    })
 }
 
 /// Prepares the kernel of one op (the per-op code lives in `ops/<op>/vulkan.rs`).

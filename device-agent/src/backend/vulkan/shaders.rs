@@ -1,7 +1,8 @@
 //! The SPIR-V of every compute shader, compiled from `src/ops/*/*.comp` by build.rs (naga).
 include!(concat!(env!("OUT_DIR"), "/vulkan_shaders.rs"));
 
-/// The SPIR-V bytes of shader `name` in `precision` ("f32", "f16" or "f16s").
+/// The SPIR-V bytes of shader `name` in `precision` ("f32", "f16", "f16s", "q8", "q8s" or
+/// "q8f").
 pub(crate) fn spirv(name: &str, precision: &str) -> Option<&'static [u8]> {
     SHADERS
         .iter()

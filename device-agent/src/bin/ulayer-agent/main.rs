@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use ulayer::backend::Precision;
 use ulayer::protocol::BenchRequest;
 
+mod coop_cmd;
+
 /// The μLayer on-device agent: runs neural networks layer by layer on the CPU (and, as
 /// later issues land, the GPU), with per-layer CLOCK_MONOTONIC traces.
 #[derive(Parser)]
@@ -48,6 +50,9 @@ enum Cmd {
         /// Print the per-layer trace of each inference too.
         #[arg(long)]
         trace: bool,
+        /// Where the layers run: cpu, gpu, layer-to-processor, ulayer, ulayer+branch.
+        #[arg(long, default_value = "cpu")]
+        mechanism: String,
         #[arg(long)]
         json: bool,
     },
@@ -65,8 +70,10 @@ enum Cmd {
         /// CPU threads (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
-        /// Where the layers run: cpu, or gpu (Vulkan; ULAYER_VK_DEVICE picks the device).
-        #[arg(long, default_value = "cpu", value_parser = ["cpu", "gpu"])]
+        /// Where the layers run: cpu, gpu (Vulkan; ULAYER_VK_DEVICE picks the device),
+        /// layer-to-processor, ulayer, ulayer+branch (cooperative: they plan from this
+        /// device's profile, see `profile`; $ULAYER_PROFILE names a profile file).
+        #[arg(long, default_value = "cpu")]
         mechanism: String,
         #[arg(long)]
         json: bool,
@@ -87,8 +94,69 @@ enum Cmd {
         augment: bool,
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Where the layers run: cpu, gpu, layer-to-processor, ulayer, ulayer+branch.
+        #[arg(long, default_value = "cpu")]
+        mechanism: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Measure this device for the cooperative mechanisms: every layer type on each
+    /// processor and precision over the zoo's layers and a grid of shapes and split
+    /// fractions, plus the CPU-GPU synchronisation cost; writes a profile keyed by the
+    /// device's identity.
+    Profile {
+        /// Where to write the profile (default: this device's cached profile in the data
+        /// folder, which the cooperative mechanisms use when no profile is named).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A small profile: two small networks' layers, one repetition (under a minute).
+        #[arg(long)]
+        quick: bool,
+        /// Instead of profiling, read a profile (--profile, else the cached one) and report
+        /// both predictors' accuracy on its held-out measurements.
+        #[arg(long)]
+        evaluate: bool,
+        /// The profile to evaluate.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Zoo networks whose layers are measured (comma-separated; default: all, or
+        /// SqueezeNet with --quick).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Skip layers of more than this many million multiply-accumulates.
+        #[arg(long)]
+        max_mmacs: Option<u64>,
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plan a model for a cooperative mechanism and print (--explain) why each layer went
+    /// where: predicted ms on the CPU, on the GPU, and of the best split.
+    Plan {
+        #[arg(long)]
+        model: String,
+        #[arg(long, default_value = "ulayer+branch")]
+        mechanism: String,
+        #[arg(long, value_enum, default_value_t = Precision::F32)]
+        precision: Precision,
+        /// A profile file (default: $ULAYER_PROFILE, else this device's cached profile, else
+        /// a quick profile run now).
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = ulayer::coop::predict::Which::Kernel)]
+        predictor: ulayer::coop::predict::Which,
+        /// Channel splits only (no output-row splits).
+        #[arg(long)]
+        no_rows: bool,
+        /// Print the per-layer reasoning (else only the plan's summary).
+        #[arg(long)]
+        explain: bool,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
     },
     /// F32 against QUInt8 on the bundled labeled photos: top-1, top-5 and agreement with F32
     /// (calibration held out by photo).
@@ -179,10 +247,12 @@ fn run(cli: Cli) -> Result<()> {
             precision,
             threads,
             trace,
+            mechanism,
             json,
         } => {
-            let (results, traces) =
-                ulayer::agent::classify(&model, &image, top, precision, threads, &data_dir)?;
+            let (results, traces) = ulayer::agent::classify_with(
+                &model, &image, top, precision, &mechanism, threads, &data_dir,
+            )?;
             if json {
                 return print_json(&results);
             }
@@ -256,9 +326,16 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|x| x.p50_ms)
                 .sum::<f64>()
                 .max(1e-12);
+            let transfers = report.layers.iter().any(|x| x.transfer_p50_ms > 0.0);
             for x in &report.layers {
+                // Staged GPU memory: the layer's upload/download copies, outside its p50.
+                let tr = if transfers {
+                    format!("  transfer {:.3} ms", x.transfer_p50_ms)
+                } else {
+                    String::new()
+                };
                 println!(
-                    "{:<40} {:<18} {:>10.2} {:>9.3} {:>8.1}%",
+                    "{:<40} {:<18} {:>10.2} {:>9.3} {:>8.1}%{tr}",
                     x.node,
                     x.kind,
                     x.macs as f64 / 1e6,
@@ -297,9 +374,12 @@ fn run(cli: Cli) -> Result<()> {
             precision,
             augment,
             threads,
+            mechanism,
             json,
         } => {
-            let ev = ulayer::agent::evaluate(&model, precision, threads, augment, &data_dir)?;
+            let ev = ulayer::agent::evaluate_with(
+                &model, precision, &mechanism, threads, augment, &data_dir,
+            )?;
             if json {
                 return print_json(&ev);
             }
@@ -375,6 +455,42 @@ fn run(cli: Cli) -> Result<()> {
             .with_context(|| format!("writing {}", out.display()))?;
             eprintln!("wrote {} ({} nodes)", out.display(), m.graph.nodes.len());
         }
+        Cmd::Profile {
+            out,
+            quick,
+            evaluate,
+            profile,
+            models,
+            max_mmacs,
+            threads,
+            json,
+        } => coop_cmd::profile(
+            coop_cmd::ProfileArgs {
+                out,
+                quick,
+                evaluate,
+                profile,
+                models,
+                max_mmacs,
+                threads,
+                json,
+            },
+            &data_dir,
+        )?,
+        Cmd::Plan {
+            model,
+            mechanism,
+            precision,
+            profile,
+            predictor,
+            no_rows,
+            explain,
+            json,
+            threads,
+        } => coop_cmd::plan(
+            &model, &mechanism, precision, profile, predictor, !no_rows, explain, json, threads,
+            &data_dir,
+        )?,
         Cmd::Serve => {
             let stdin = std::io::stdin();
             ulayer::agent::serve::serve(stdin.lock(), std::io::stdout().lock(), &data_dir)

@@ -1,14 +1,14 @@
 // Element-wise a + b with numpy broadcasting: each operand is addressed through strides over
 // the output's [outer, C, H, inner] view (stride 0 on a broadcast dimension).
 layout(local_size_x = 256) in;
-layout(std430, set = 0, binding = 0) readonly buffer A { sfp a[]; };
-layout(std430, set = 0, binding = 1) buffer Out { sfp y[]; };
-layout(std430, set = 0, binding = 2) readonly buffer B { sfp b[]; };
+layout(std430, set = 0, binding = 0) readonly buffer A { ACT a[]; };
+layout(std430, set = 0, binding = 1) buffer Out { ACT y[]; };
+layout(std430, set = 0, binding = 2) readonly buffer B { ACT b[]; };
 layout(push_constant) uniform Params {
     uint outer; uint C; uint H; uint inner;
     uint c0; uint c1; uint r0; uint r1;
     uint sa0; uint sa1; uint sa2; uint sa3;
-    uint sb0; uint sb1; uint sb2; uint sb3;
+    uint sb0; uint sb1; uint sb2; uint sb3; QP
 } p;
 
 void main() {
@@ -25,6 +25,6 @@ void main() {
         uint idx = ((o * p.C + c) * p.H + r) * p.inner + i;
         uint ia = o * p.sa0 + c * p.sa1 + r * p.sa2 + i * p.sa3;
         uint ib = o * p.sb0 + c * p.sb1 + r * p.sb2 + i * p.sb3;
-        y[idx] = sfp(afp(a[ia]) + afp(b[ib]));
+        STY(idx, LD0(a, ia) + LD2(b, ib));
     }
 }

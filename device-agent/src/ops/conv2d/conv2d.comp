@@ -6,8 +6,8 @@
 // POINTWISE (1x1, stride 1, no padding) reads B straight from the input planes.
 // @variant conv2d_1x1: POINTWISE
 layout(local_size_x = 16, local_size_y = 16) in;
-layout(std430, set = 0, binding = 0) readonly buffer In { sfp x[]; };
-layout(std430, set = 0, binding = 1) buffer Out { sfp y[]; };
+layout(std430, set = 0, binding = 0) readonly buffer In { ACT x[]; };
+layout(std430, set = 0, binding = 1) buffer Out { ACT y[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Wt { sfp w[]; };
 layout(std430, set = 0, binding = 3) readonly buffer Bias { sfp bias[]; };
 layout(push_constant) uniform Params {
@@ -15,7 +15,7 @@ layout(push_constant) uniform Params {
     uint icg; uint ic_off; uint kh; uint kw; uint sh; uint sw; uint dh; uint dw;
     int pt; int pl;
     uint oc0; uint oc1; uint r0; uint r1;
-    float lo; float hi;
+    float lo; float hi; QP
 } p;
 
 shared afp As[1024];
@@ -58,7 +58,7 @@ void main() {
                 uint oy = p.r0 + gn / p.OW;
                 uint ox = gn % p.OW;
 #ifdef POINTWISE
-                bv = afp(x[in_base + gk2 * p.H * p.W + oy * p.W + ox]);
+                bv = LDX(in_base + gk2 * p.H * p.W + oy * p.W + ox);
 #else
                 uint ic = gk2 / khw;
                 uint rem = gk2 % khw;
@@ -67,7 +67,7 @@ void main() {
                 int iy = int(oy * p.sh + ky * p.dh) - p.pt;
                 int ix = int(ox * p.sw + kx * p.dw) - p.pl;
                 if (iy >= 0 && iy < int(p.H) && ix >= 0 && ix < int(p.W)) {
-                    bv = afp(x[in_base + (ic * p.H + uint(iy)) * p.W + uint(ix)]);
+                    bv = LDX(in_base + (ic * p.H + uint(iy)) * p.W + uint(ix));
                 }
 #endif
             }
@@ -101,7 +101,7 @@ void main() {
                     uint oy = p.r0 + gn / p.OW;
                     uint ox = gn % p.OW;
                     float v = clamp(acc[i * 4u + j] + bv, p.lo, p.hi);
-                    y[((b * p.OC + oc) * p.OH + oy) * p.OW + ox] = sfp(v);
+                    STY(((b * p.OC + oc) * p.OH + oy) * p.OW + ox, v);
                 }
             }
         }

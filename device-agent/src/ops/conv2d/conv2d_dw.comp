@@ -1,7 +1,7 @@
 // Depthwise convolution (one filter per channel): one thread per output element of the slice.
 layout(local_size_x = 256) in;
-layout(std430, set = 0, binding = 0) readonly buffer In { sfp x[]; };
-layout(std430, set = 0, binding = 1) buffer Out { sfp y[]; };
+layout(std430, set = 0, binding = 0) readonly buffer In { ACT x[]; };
+layout(std430, set = 0, binding = 1) buffer Out { ACT y[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Wt { sfp w[]; };
 layout(std430, set = 0, binding = 3) readonly buffer Bias { sfp bias[]; };
 layout(push_constant) uniform Params {
@@ -9,7 +9,7 @@ layout(push_constant) uniform Params {
     uint kh; uint kw; uint sh; uint sw; uint dh; uint dw;
     int pt; int pl;
     uint c0; uint c1; uint r0; uint r1;
-    float lo; float hi;
+    float lo; float hi; QP
 } p;
 
 void main() {
@@ -34,11 +34,11 @@ void main() {
                 for (uint kx = 0u; kx < p.kw; kx++) {
                     int ix = ix0 + int(kx * p.dw);
                     if (ix >= 0 && ix < int(p.W)) {
-                        acc += float(afp(x[plane + uint(iy) * p.W + uint(ix)])) * float(afp(w[wb + ky * p.kw + kx]));
+                        acc += float(LDX(plane + uint(iy) * p.W + uint(ix))) * float(afp(w[wb + ky * p.kw + kx]));
                     }
                 }
             }
         }
-        y[((b * p.C + c) * p.OH + oy) * p.OW + ox] = sfp(clamp(acc, p.lo, p.hi));
+        STY(((b * p.C + c) * p.OH + oy) * p.OW + ox, clamp(acc, p.lo, p.hi));
     }
 }

@@ -1,14 +1,14 @@
 // Fully connected: y[row, f] = act(bias[f] + sum_k x[row, k] * W[f, k]). One work group of 64
 // threads per output element of the slice: strided partial sums, then a tree reduction.
 layout(local_size_x = 64) in;
-layout(std430, set = 0, binding = 0) readonly buffer In { sfp x[]; };
-layout(std430, set = 0, binding = 1) buffer Out { sfp y[]; };
+layout(std430, set = 0, binding = 0) readonly buffer In { ACT x[]; };
+layout(std430, set = 0, binding = 1) buffer Out { ACT y[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Wt { sfp w[]; };
 layout(std430, set = 0, binding = 3) readonly buffer Bias { sfp bias[]; };
 layout(push_constant) uniform Params {
     uint outer; uint C; uint H; uint inner;
     uint c0; uint c1; uint r0; uint r1;
-    uint O; uint K; float lo; float hi;
+    uint O; uint K; float lo; float hi; QP
 } p;
 
 shared float red[64];
@@ -29,7 +29,7 @@ void main() {
         uint row = idx / p.O;
         float s = 0.0;
         for (uint i = lid; i < p.K; i += 64u) {
-            s += float(afp(x[row * p.K + i])) * float(afp(w[f * p.K + i]));
+            s += float(LDX(row * p.K + i)) * float(afp(w[f * p.K + i]));
         }
         red[lid] = s;
         barrier();
@@ -40,7 +40,7 @@ void main() {
             barrier();
         }
         if (lid == 0u) {
-            y[idx] = sfp(clamp(red[0] + float(bias[f]), p.lo, p.hi));
+            STY(idx, clamp(red[0] + float(bias[f]), p.lo, p.hi));
         }
         barrier();
     }

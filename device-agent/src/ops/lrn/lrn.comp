@@ -1,11 +1,11 @@
 // Local response normalisation across channels: one thread per output element of the slice.
 layout(local_size_x = 256) in;
-layout(std430, set = 0, binding = 0) readonly buffer In { sfp x[]; };
-layout(std430, set = 0, binding = 1) buffer Out { sfp y[]; };
+layout(std430, set = 0, binding = 0) readonly buffer In { ACT x[]; };
+layout(std430, set = 0, binding = 1) buffer Out { ACT y[]; };
 layout(push_constant) uniform Params {
     uint outer; uint C; uint H; uint inner;
     uint c0; uint c1; uint r0; uint r1;
-    uint before; uint after; float alpha_over_size; float beta; float bias;
+    uint before; uint after; float alpha_over_size; float beta; float bias; QP
 } p;
 
 void main() {
@@ -23,10 +23,10 @@ void main() {
         uint hi = min(c + p.after, p.C - 1u);
         float s = 0.0;
         for (uint j = lo; j <= hi; j++) {
-            float v = float(x[(o * p.C + j) * plane + pos]);
+            float v = float(LDX((o * p.C + j) * plane + pos));
             s += v * v;
         }
         uint idx = (o * p.C + c) * plane + pos;
-        y[idx] = sfp(float(x[idx]) / pow(p.bias + p.alpha_over_size * s, p.beta));
+        STY(idx, float(LDX(idx)) / pow(p.bias + p.alpha_over_size * s, p.beta));
     }
 }

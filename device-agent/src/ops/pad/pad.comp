@@ -1,12 +1,12 @@
 // Constant padding of H and W: one thread per output element of the slice.
 layout(local_size_x = 256) in;
-layout(std430, set = 0, binding = 0) readonly buffer In { sfp x[]; };
-layout(std430, set = 0, binding = 1) buffer Out { sfp y[]; };
+layout(std430, set = 0, binding = 0) readonly buffer In { ACT x[]; };
+layout(std430, set = 0, binding = 1) buffer Out { ACT y[]; };
 layout(push_constant) uniform Params {
     uint N; uint C; uint H; uint W; uint OH; uint OW;
     int pt; int pl;
     uint c0; uint c1; uint r0; uint r1;
-    float value;
+    float value; QP
 } p;
 
 void main() {
@@ -22,10 +22,10 @@ void main() {
         uint ox = k % p.OW;
         int iy = int(oy) - p.pt;
         int ix = int(ox) - p.pl;
-        sfp v = sfp(p.value);
+        afp v = afp(p.value);
         if (iy >= 0 && iy < int(p.H) && ix >= 0 && ix < int(p.W)) {
-            v = x[((b * p.C + c) * p.H + uint(iy)) * p.W + uint(ix)];
+            v = LDX(((b * p.C + c) * p.H + uint(iy)) * p.W + uint(ix));
         }
-        y[((b * p.C + c) * p.OH + oy) * p.OW + ox] = v;
+        STY(((b * p.C + c) * p.OH + oy) * p.OW + ox, v);
     }
 }

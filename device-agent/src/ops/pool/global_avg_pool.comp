@@ -1,8 +1,8 @@
 // Global average pooling: one work group of 64 threads per (image, channel) of the slice.
 layout(local_size_x = 64) in;
-layout(std430, set = 0, binding = 0) readonly buffer In { sfp x[]; };
-layout(std430, set = 0, binding = 1) buffer Out { sfp y[]; };
-layout(push_constant) uniform Params { uint N; uint C; uint HW; uint c0; uint c1; } p;
+layout(std430, set = 0, binding = 0) readonly buffer In { ACT x[]; };
+layout(std430, set = 0, binding = 1) buffer Out { ACT y[]; };
+layout(push_constant) uniform Params { uint N; uint C; uint HW; uint c0; uint c1; QP } p;
 
 shared float red[64];
 
@@ -17,7 +17,7 @@ void main() {
         uint base = (b * p.C + c) * p.HW;
         float s = 0.0;
         for (uint i = lid; i < p.HW; i += 64u) {
-            s += float(x[base + i]);
+            s += float(LDX(base + i));
         }
         red[lid] = s;
         barrier();
@@ -28,7 +28,7 @@ void main() {
             barrier();
         }
         if (lid == 0u) {
-            y[b * p.C + c] = sfp(red[0] / float(max(p.HW, 1u)));
+            STY(b * p.C + c, red[0] / float(max(p.HW, 1u)));
         }
         barrier();
     }

@@ -1,14 +1,14 @@
 // Max and average pooling (ONNX: asymmetric padding, ceil mode, count_include_pad), one
 // thread per output element of the slice. Windows as in ops/pool/reference.rs.
 layout(local_size_x = 256) in;
-layout(std430, set = 0, binding = 0) readonly buffer In { sfp x[]; };
-layout(std430, set = 0, binding = 1) buffer Out { sfp y[]; };
+layout(std430, set = 0, binding = 0) readonly buffer In { ACT x[]; };
+layout(std430, set = 0, binding = 1) buffer Out { ACT y[]; };
 layout(push_constant) uniform Params {
     uint N; uint C; uint H; uint W; uint OH; uint OW;
     uint kh; uint kw; uint sh; uint sw;
     int pt; int pl; int pb; int pr;
     uint c0; uint c1; uint r0; uint r1;
-    uint is_max; uint include_pad;
+    uint is_max; uint include_pad; QP
 } p;
 
 void main() {
@@ -36,7 +36,7 @@ void main() {
             afp m = afp(uintBitsToFloat(0xff800000u));
             for (int iy = ys; iy < ye; iy++) {
                 for (int ix = xs; ix < xe; ix++) {
-                    m = amax(m, afp(x[plane + uint(iy) * p.W + uint(ix)]));
+                    m = amax(m, LDX(plane + uint(iy) * p.W + uint(ix)));
                 }
             }
             v = float(m);
@@ -44,12 +44,12 @@ void main() {
             float s = 0.0;
             for (int iy = ys; iy < ye; iy++) {
                 for (int ix = xs; ix < xe; ix++) {
-                    s += float(x[plane + uint(iy) * p.W + uint(ix)]);
+                    s += float(LDX(plane + uint(iy) * p.W + uint(ix)));
                 }
             }
             int count = p.include_pad != 0u ? (he - hs) * (we - ws) : (ye - ys) * (xe - xs);
             v = s / float(max(count, 1));
         }
-        y[((b * p.C + c) * p.OH + oy) * p.OW + ox] = sfp(v);
+        STY(((b * p.C + c) * p.OH + oy) * p.OW + ox, v);
     }
 }

@@ -1,9 +1,9 @@
 // Softmax along one axis of a tensor viewed as [outer, n, inner]: one work group of 64
 // threads per line (max, then sum of exponentials, both reduced in shared memory).
 layout(local_size_x = 64) in;
-layout(std430, set = 0, binding = 0) readonly buffer In { sfp x[]; };
-layout(std430, set = 0, binding = 1) buffer Out { sfp y[]; };
-layout(push_constant) uniform Params { uint outer; uint n; uint inner; } p;
+layout(std430, set = 0, binding = 0) readonly buffer In { ACT x[]; };
+layout(std430, set = 0, binding = 1) buffer Out { ACT y[]; };
+layout(push_constant) uniform Params { uint outer; uint n; uint inner; QP } p;
 
 shared float red[64];
 
@@ -15,7 +15,7 @@ void main() {
         uint base = (l / p.inner) * p.n * p.inner + l % p.inner;
         float m = uintBitsToFloat(0xff800000u);
         for (uint a = lid; a < p.n; a += 64u) {
-            m = max(m, float(x[base + a * p.inner]));
+            m = max(m, float(LDX(base + a * p.inner)));
         }
         red[lid] = m;
         barrier();
@@ -29,7 +29,7 @@ void main() {
         barrier();
         float s = 0.0;
         for (uint a = lid; a < p.n; a += 64u) {
-            s += exp(float(x[base + a * p.inner]) - m);
+            s += exp(float(LDX(base + a * p.inner)) - m);
         }
         red[lid] = s;
         barrier();
@@ -41,7 +41,7 @@ void main() {
         }
         s = red[0];
         for (uint a = lid; a < p.n; a += 64u) {
-            y[base + a * p.inner] = sfp(exp(float(x[base + a * p.inner]) - m) / s);
+            STY(base + a * p.inner, exp(float(LDX(base + a * p.inner)) - m) / s);
         }
         barrier();
     }

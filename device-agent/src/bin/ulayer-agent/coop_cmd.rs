@@ -1,0 +1,155 @@
+//! The `profile` and `plan` subcommands (cooperative single-layer acceleration).
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use ulayer::backend::Precision;
+use ulayer::coop::predict::{self, Which};
+use ulayer::coop::{Mechanism, Profile, ProfileOptions};
+
+/// The arguments of `ulayer-agent profile`.
+pub struct ProfileArgs {
+    pub out: Option<PathBuf>,
+    pub quick: bool,
+    pub evaluate: bool,
+    pub profile: Option<PathBuf>,
+    pub models: Vec<String>,
+    pub max_mmacs: Option<u64>,
+    pub threads: usize,
+    pub json: bool,
+}
+
+/// `ulayer-agent profile`.
+pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
+    let ProfileArgs {
+        out,
+        quick,
+        evaluate,
+        profile,
+        models,
+        max_mmacs,
+        threads,
+        json,
+    } = args;
+    let threads = ulayer::agent::resolve_threads(threads);
+    let gpu = ulayer::backend::vulkan::VulkanBackend::new()?;
+    let id = ulayer::agent::coop::device_identity(&gpu);
+    drop(gpu);
+    let prof = if evaluate {
+        let path = profile
+            .or_else(|| std::env::var_os("ULAYER_PROFILE").map(PathBuf::from))
+            .unwrap_or_else(|| ulayer::agent::coop::cached_profile_path(data_dir, &id));
+        Profile::load(&path).with_context(|| format!("reading {}", path.display()))?
+    } else {
+        let mut opts = if quick {
+            ProfileOptions::quick()
+        } else {
+            ProfileOptions::full()
+        };
+        if !models.is_empty() {
+            opts.models = models;
+        }
+        if let Some(m) = max_mmacs {
+            opts.max_macs = m.saturating_mul(1_000_000);
+        }
+        let prof = ulayer::agent::coop::profile_device(&opts, threads, |line| {
+            eprintln!("profile: {line}")
+        })?;
+        let path = out.unwrap_or_else(|| ulayer::agent::coop::cached_profile_path(data_dir, &id));
+        prof.save(&path)?;
+        eprintln!(
+            "wrote {} ({} measurements, {:.1} s)",
+            path.display(),
+            prof.measurements.len(),
+            prof.seconds
+        );
+        prof
+    };
+    let acc = predict::evaluate(&prof);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "device": prof.identity,
+                "sync": prof.sync,
+                "notes": prof.notes,
+                "measurements": prof.measurements.len(),
+                "accuracy": acc,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("device: {}", prof.identity);
+    println!(
+        "{} measurements{}; sync: fork/join {:.1} µs, GPU dispatch {:.1} µs, {:.4} ns/byte, contention {:.2}",
+        prof.measurements.len(),
+        if prof.quick { " (quick)" } else { "" },
+        prof.sync.fork_join_ns / 1e3,
+        prof.sync.gpu_dispatch_ns / 1e3,
+        prof.sync.gpu_ns_per_byte,
+        prof.sync.contention
+    );
+    for n in &prof.notes {
+        println!("note: {n}");
+    }
+    println!("held-out accuracy (a quarter of the layers held out, all their slices):");
+    println!(
+        "{:<14} {:<12} {:>6} {:>8} {:>8} {:>10}",
+        "predictor", "target", "n", "±10%", "±20%", "median err"
+    );
+    for a in &acc {
+        println!(
+            "{:<14} {:<12} {:>6} {:>7.1}% {:>7.1}% {:>9.1}%",
+            a.predictor,
+            a.target,
+            a.measurements,
+            100.0 * a.within_10,
+            100.0 * a.within_20,
+            100.0 * a.median_error
+        );
+    }
+    Ok(())
+}
+
+/// `ulayer-agent plan`.
+#[allow(clippy::too_many_arguments)]
+pub fn plan(
+    model: &str,
+    mechanism: &str,
+    precision: Precision,
+    profile: Option<PathBuf>,
+    predictor: Which,
+    rows: bool,
+    explain: bool,
+    json: bool,
+    threads: usize,
+    data_dir: &Path,
+) -> Result<()> {
+    let mech = Mechanism::parse_with(mechanism, precision)?;
+    let m = ulayer::agent::load_model(model, data_dir)?;
+    let plan = ulayer::agent::coop::plan_model(
+        &m,
+        mech,
+        precision,
+        predictor,
+        rows,
+        profile.as_deref(),
+        ulayer::agent::resolve_threads(threads),
+        data_dir,
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(());
+    }
+    if explain {
+        print!("{}", plan.explain());
+    }
+    let (c, g, s, b) = plan.counts();
+    println!(
+        "{} · {} · {}: {} stages ({c} cpu, {g} gpu, {s} split, {b} branch modules), predicted {:.3} ms",
+        plan.model,
+        plan.mechanism,
+        plan.precision,
+        plan.stages.len(),
+        plan.predicted_ms
+    );
+    Ok(())
+}

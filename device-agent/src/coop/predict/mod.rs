@@ -1,0 +1,198 @@
+//! Latency predictors fitted from a device profile, and how well they predict held-out
+//! measurements.
+//!
+//! Held-out split: a measurement is held out when its layer's key hashes to 0 mod 4, so every
+//! slice of a held-out layer is held out together (the predictor never saw that layer's
+//! shape); the predictors are fitted on the rest and scored on the held-out part: the share
+//! of predictions within ±10 % and ±20 % of the measured time (the figure CoDL and nn-Meter
+//! report).
+use super::profile::{LayerDesc, Measurement, Profile};
+use crate::backend::{Precision, Processor};
+use serde::{Deserialize, Serialize};
+
+pub mod kernel;
+pub mod paper;
+
+/// A latency predictor: time in ns of `c` output channels × `h` output rows of a layer.
+pub trait Predictor: Send + Sync + std::fmt::Debug {
+    /// Predicted time, ns; `None` when the profile has nothing for this processor and
+    /// precision.
+    fn predict(
+        &self,
+        d: &LayerDesc,
+        processor: Processor,
+        precision: Precision,
+        c: usize,
+        h: usize,
+    ) -> Option<f64>;
+    /// The predictor's name.
+    fn name(&self) -> &'static str;
+}
+
+/// Which predictor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Which {
+    /// The paper's: linear in FLOPs, input size, (kernel/stride)²·output channels.
+    Paper,
+    /// Ours: kernel-aware (tiles, parallel steps, memory traffic).
+    #[default]
+    Kernel,
+}
+
+/// Fits predictor `which` on `ms`.
+pub fn fit(which: Which, ms: &[Measurement], cpu_threads: usize) -> Box<dyn Predictor> {
+    match which {
+        Which::Paper => Box::new(paper::PaperPredictor::fit(ms)),
+        Which::Kernel => Box::new(kernel::KernelPredictor::fit(ms, cpu_threads)),
+    }
+}
+
+/// True when `m` belongs to the held-out set.
+pub fn held_out(m: &Measurement) -> bool {
+    let h = m
+        .layer
+        .key()
+        .bytes()
+        .fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
+        });
+    h % 4 == 0
+}
+
+/// A predictor's accuracy on held-out measurements.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    pub predictor: String,
+    /// Processor and precision scored (`all` for every one).
+    pub target: String,
+    pub measurements: usize,
+    /// Share within ±10 % and ±20 % of the measured time.
+    pub within_10: f64,
+    pub within_20: f64,
+    /// Median |predicted − measured| / measured.
+    pub median_error: f64,
+}
+
+/// Fits both predictors on the training part of `profile` and scores them on the held-out
+/// part: overall and per (processor, precision).
+pub fn evaluate(profile: &Profile) -> Vec<Accuracy> {
+    let (test, train): (Vec<Measurement>, Vec<Measurement>) =
+        profile.measurements.iter().cloned().partition(held_out);
+    let mut out = Vec::new();
+    for which in [Which::Paper, Which::Kernel] {
+        let p = fit(which, &train, profile.cpu_threads);
+        let mut targets: Vec<(Processor, Precision)> =
+            test.iter().map(|m| (m.processor, m.precision)).collect();
+        targets.sort_by_key(|t| format!("{t:?}"));
+        targets.dedup();
+        let score = |target: String, ms: Vec<&Measurement>| {
+            let mut errs: Vec<f64> = ms
+                .iter()
+                .map(|m| {
+                    p.predict(&m.layer, m.processor, m.precision, m.c, m.h)
+                        .map_or(f64::INFINITY, |t| (t - m.ns).abs() / m.ns.max(1.0))
+                })
+                .collect();
+            errs.sort_by(f64::total_cmp);
+            let n = errs.len().max(1) as f64;
+            Accuracy {
+                predictor: p.name().to_string(),
+                target,
+                measurements: errs.len(),
+                within_10: errs.iter().filter(|&&e| e <= 0.10).count() as f64 / n,
+                within_20: errs.iter().filter(|&&e| e <= 0.20).count() as f64 / n,
+                median_error: errs.get(errs.len() / 2).copied().unwrap_or(0.0),
+            }
+        };
+        out.push(score("all".into(), test.iter().collect()));
+        for (pr, pc) in targets {
+            out.push(score(
+                format!("{pr:?} {pc}").to_lowercase(),
+                test.iter()
+                    .filter(|m| m.processor == pr && m.precision == pc)
+                    .collect(),
+            ));
+        }
+    }
+    out
+}
+
+/// Weighted least squares `min Σ w·(x·β − y)²` by the normal equations with columns scaled
+/// to unit norm (and a tiny ridge); `None` when singular.
+pub fn lstsq(x: &[Vec<f64>], y: &[f64], w: &[f64]) -> Option<Vec<f64>> {
+    let k = x.first()?.len();
+    let mut norm = vec![0f64; k];
+    for (row, &wi) in x.iter().zip(w) {
+        for j in 0..k {
+            norm[j] += wi * row[j] * row[j];
+        }
+    }
+    let norm: Vec<f64> = norm
+        .iter()
+        .map(|&n| if n > 0.0 { n.sqrt() } else { 1.0 })
+        .collect();
+    let mut a = vec![vec![0f64; k + 1]; k];
+    for ((row, &yi), &wi) in x.iter().zip(y).zip(w) {
+        for i in 0..k {
+            let xi = row[i] / norm[i];
+            for j in 0..k {
+                a[i][j] += wi * xi * row[j] / norm[j];
+            }
+            a[i][k] += wi * xi * yi;
+        }
+    }
+    for (i, r) in a.iter_mut().enumerate() {
+        r[i] += 1e-9;
+    }
+    // Gaussian elimination with partial pivoting.
+    for col in 0..k {
+        let piv = (col..k).max_by(|&p, &q| a[p][col].abs().total_cmp(&a[q][col].abs()))?;
+        if a[piv][col].abs() < 1e-14 {
+            return None;
+        }
+        a.swap(col, piv);
+        for r in 0..k {
+            if r != col {
+                let f = a[r][col] / a[col][col];
+                let pivot = a[col].clone();
+                for (x, p) in a[r][col..].iter_mut().zip(&pivot[col..]) {
+                    *x -= f * p;
+                }
+            }
+        }
+    }
+    Some((0..k).map(|i| a[i][k] / a[i][i] / norm[i]).collect())
+}
+
+/// Least squares with non-negative coefficients: fits, drops the most negative coefficient's
+/// column, refits, until none is negative. Returns the coefficients (0 for dropped columns).
+pub fn nnls(x: &[Vec<f64>], y: &[f64], w: &[f64]) -> Option<Vec<f64>> {
+    let k = x.first()?.len();
+    let mut active: Vec<usize> = (0..k).collect();
+    while !active.is_empty() {
+        let sub: Vec<Vec<f64>> = x
+            .iter()
+            .map(|r| active.iter().map(|&j| r[j]).collect())
+            .collect();
+        let b = lstsq(&sub, y, w)?;
+        match b
+            .iter()
+            .enumerate()
+            .filter(|(_, &v)| v < 0.0)
+            .min_by(|a, b| a.1.total_cmp(b.1))
+        {
+            Some((i, _)) => {
+                active.remove(i);
+            }
+            None => {
+                let mut full = vec![0.0; k];
+                for (&j, &v) in active.iter().zip(&b) {
+                    full[j] = v;
+                }
+                return Some(full);
+            }
+        }
+    }
+    Some(vec![0.0; k])
+}

@@ -1,0 +1,378 @@
+//! Unit tests of the cooperative module that need no GPU: the partitioner on synthetic
+//! predictors and profiles, the predictors on synthetic measurements, and the executor with
+//! a second CPU backend standing in for the GPU (same kernels, so results must be exact).
+use super::partition::{plan_with, SplitDim};
+use super::predict::{self, Predictor, Which};
+use super::profile::{DeviceIdentity, LayerDesc, Measurement, Profile, SyncCost, PROFILE_VERSION};
+use super::*;
+use crate::backend::cpu::CpuBackend;
+use crate::backend::{Precision, Processor};
+use crate::exec::Executor;
+use crate::tensor::Tensor;
+
+fn identity(gpu: &str) -> DeviceIdentity {
+    DeviceIdentity {
+        cpu_model: "test cpu".into(),
+        cpu_cores: 2,
+        cpu_isa: "portable".into(),
+        gpu_name: gpu.into(),
+        gpu_driver: "1.0".into(),
+    }
+}
+
+fn profile(sync_ns: f64, contention: f64) -> Profile {
+    Profile {
+        version: PROFILE_VERSION,
+        identity: identity("test gpu"),
+        quick: true,
+        cpu_threads: 2,
+        sync: SyncCost {
+            fork_join_ns: sync_ns,
+            gpu_dispatch_ns: 0.0,
+            gpu_ns_per_byte: 0.0,
+            contention,
+        },
+        measurements: Vec::new(),
+        coop: Vec::new(),
+        notes: Vec::new(),
+        seconds: 0.0,
+    }
+}
+
+/// Time proportional to MACs (plus one), the GPU `gpu_factor` times slower.
+#[derive(Debug)]
+struct Linear {
+    gpu_factor: f64,
+}
+
+impl Predictor for Linear {
+    fn predict(
+        &self,
+        d: &LayerDesc,
+        p: Processor,
+        _q: Precision,
+        c: usize,
+        h: usize,
+    ) -> Option<f64> {
+        let t = 1000.0 + d.macs(c, h) + d.out_elems(c, h);
+        Some(match p {
+            Processor::Cpu => t,
+            Processor::Gpu => t * self.gpu_factor,
+        })
+    }
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+}
+
+fn graph(name: &str) -> crate::Graph {
+    crate::zoo::build_seeded(name, 3)
+        .expect("zoo")
+        .optimized()
+        .expect("optimized")
+}
+
+fn opts(mechanism: Mechanism) -> PlanOptions {
+    PlanOptions {
+        mechanism,
+        precision: Precision::F32,
+        predictor: Which::Kernel,
+        rows: true,
+    }
+}
+
+#[test]
+fn a_losing_split_is_not_taken() {
+    let g = graph("squeezenet1.1");
+    // GPU 10⁴× slower: every layer whole on the CPU.
+    let p = plan_with(
+        &g,
+        &profile(1e3, 0.0),
+        &Linear { gpu_factor: 1e4 },
+        &opts(Mechanism::Ulayer),
+    )
+    .unwrap();
+    assert_eq!(p.counts(), (g.nodes.len(), 0, 0, 0));
+    // Equal processors but a synchronisation dearer than any layer: nothing split.
+    let p = plan_with(
+        &g,
+        &profile(1e12, 0.0),
+        &Linear { gpu_factor: 1.0 },
+        &opts(Mechanism::Ulayer),
+    )
+    .unwrap();
+    assert_eq!(p.counts().2, 0, "{}", p.explain());
+    // Fully serialised processors (contention 1): splitting never pays.
+    let p = plan_with(
+        &g,
+        &profile(10.0, 1.0),
+        &Linear { gpu_factor: 1.0 },
+        &opts(Mechanism::Ulayer),
+    )
+    .unwrap();
+    assert_eq!(p.counts().2, 0, "{}", p.explain());
+    // Equal processors, cheap sync, no contention: the big layers split near the middle.
+    let p = plan_with(
+        &g,
+        &profile(10.0, 0.0),
+        &Linear { gpu_factor: 1.0 },
+        &opts(Mechanism::Ulayer),
+    )
+    .unwrap();
+    assert!(p.counts().2 > 10, "{}", p.explain());
+    for l in &p.layers {
+        if let Some(split) = &l.split_ms {
+            if l.chosen.starts_with("split") {
+                assert!(
+                    *split < l.cpu_ms.min(l.gpu_ms),
+                    "{}: split chosen but not faster",
+                    l.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn split_slices_tile_the_output_on_the_packing_grid() {
+    let g = graph("mobilenet-v1");
+    let shapes = g.infer_shapes().unwrap();
+    let p = plan_with(
+        &g,
+        &profile(10.0, 0.0),
+        &Linear { gpu_factor: 1.3 },
+        &opts(Mechanism::Ulayer),
+    )
+    .unwrap();
+    let mut splits = 0;
+    for s in &p.stages {
+        if let Stage::Split {
+            node,
+            dim,
+            cpu,
+            gpu,
+        } = s
+        {
+            let n = &g.nodes[*node];
+            crate::exec::check_cover(&n.name, &shapes[&n.output], &[cpu.clone(), gpu.clone()])
+                .unwrap();
+            if *dim == SplitDim::Channels {
+                assert!(
+                    cpu.channels.end % 4 == 0,
+                    "{}: split at {}",
+                    n.name,
+                    cpu.channels.end
+                );
+            }
+            splits += 1;
+        }
+    }
+    assert!(splits > 0);
+}
+
+#[test]
+fn plans_are_deterministic() {
+    let g = graph("googlenet");
+    let pr = profile(50e3, 0.2);
+    let a = plan_with(
+        &g,
+        &pr,
+        &Linear { gpu_factor: 1.5 },
+        &opts(Mechanism::UlayerBranch),
+    )
+    .unwrap();
+    let b = plan_with(
+        &g,
+        &pr,
+        &Linear { gpu_factor: 1.5 },
+        &opts(Mechanism::UlayerBranch),
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
+    // Round trip through JSON.
+    let back: Plan = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+    assert_eq!(back.stages, a.stages);
+}
+
+#[test]
+fn inception_and_fire_modules_are_found_and_distributed() {
+    let g = graph("googlenet");
+    // Large sync: per-layer splitting loses, whole branches on both processors win.
+    let p = plan_with(
+        &g,
+        &profile(2e6, 0.0),
+        &Linear { gpu_factor: 1.0 },
+        &opts(Mechanism::UlayerBranch),
+    )
+    .unwrap();
+    assert_eq!(p.modules.len(), 9, "nine Inception modules");
+    assert!(p.modules.iter().all(|m| m.branches.len() == 4));
+    assert!(p.counts().3 > 0, "{}", p.explain());
+    let g = graph("squeezenet1.1");
+    let p = plan_with(
+        &g,
+        &profile(2e6, 0.0),
+        &Linear { gpu_factor: 1.0 },
+        &opts(Mechanism::UlayerBranch),
+    )
+    .unwrap();
+    assert_eq!(p.modules.len(), 8, "eight Fire modules");
+}
+
+#[test]
+fn another_devices_profile_is_refused() {
+    let g = graph("squeezenet1.1");
+    let pr = profile(10.0, 0.0);
+    let e = plan(&g, &pr, &identity("other gpu"), &opts(Mechanism::Ulayer))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("test gpu") && e.contains("other gpu"), "{e}");
+}
+
+/// Runs `g` with both "processors" on the CPU backend (identical kernels): every plan must
+/// give exactly the single-processor result, whatever it splits.
+#[test]
+fn executor_matches_single_processor_exactly() {
+    for (name, mech) in [
+        ("squeezenet1.1", Mechanism::Ulayer),
+        ("squeezenet1.1", Mechanism::UlayerBranch),
+        ("googlenet", Mechanism::UlayerBranch),
+    ] {
+        let g = graph(name);
+        let mut rng = 11u64;
+        let x = super::profile::tests_rand(&g.inputs[0].shape, &mut rng);
+        let mut single = Executor::new(&g, CpuBackend::new(1).unwrap(), Precision::F32).unwrap();
+        let want = single.run(std::slice::from_ref(&x)).unwrap().0;
+        let mut pr = profile(10.0, 0.0);
+        pr.identity = identity("test gpu");
+        let sync = if mech == Mechanism::UlayerBranch {
+            2e6
+        } else {
+            10.0
+        };
+        pr.sync.fork_join_ns = sync;
+        let plan = plan_with(&g, &pr, &Linear { gpu_factor: 1.2 }, &opts(mech)).unwrap();
+        let (_, _, s, b) = plan.counts();
+        assert!(s + b > 0, "{name}: nothing cooperative in the plan");
+        let mut ex = CoopExecutor::new(
+            &g,
+            None,
+            CpuBackend::new(1).unwrap(),
+            CpuBackend::new(1).unwrap(),
+            plan,
+            &identity("test gpu"),
+        )
+        .unwrap();
+        let (got, trace) = ex.run(std::slice::from_ref(&x)).unwrap();
+        assert_eq!(got, want, "{name} {mech}");
+        // Both processors' spans for split layers.
+        let gpu_spans = trace
+            .layers
+            .iter()
+            .filter(|s| s.processor == Processor::Gpu)
+            .count();
+        assert!(gpu_spans > 0);
+    }
+}
+
+#[test]
+fn executor_runs_quantized_plans() {
+    let g = graph("squeezenet1.1");
+    let mut rng = 5u64;
+    let x = super::profile::tests_rand(&g.inputs[0].shape, &mut rng);
+    let q = crate::quant::quantize(
+        &g,
+        &[vec![x.clone()]],
+        crate::quant::CalibrationMethod::default(),
+        1,
+    )
+    .unwrap();
+    let mut single = Executor::new_quantized(&q, CpuBackend::new(1).unwrap()).unwrap();
+    let want = single.run(std::slice::from_ref(&x)).unwrap().0;
+    let mut o = opts(Mechanism::Ulayer);
+    o.precision = Precision::Quint8;
+    let plan = plan_with(&g, &profile(10.0, 0.0), &Linear { gpu_factor: 1.0 }, &o).unwrap();
+    let mut ex = CoopExecutor::new(
+        &g,
+        Some(&q),
+        CpuBackend::new(1).unwrap(),
+        CpuBackend::new(1).unwrap(),
+        plan,
+        &identity("test gpu"),
+    )
+    .unwrap();
+    let got = ex.run(std::slice::from_ref(&x)).unwrap().0;
+    assert_eq!(got, want);
+}
+
+#[test]
+fn kernel_predictor_learns_stepped_latency() {
+    // Synthetic "device": time = 5 µs + 1 ns per padded MAC in tiles of 8 channels × 16
+    // positions over 2 workers, which a FLOPs-linear model cannot follow.
+    let node = |cin: usize, cout: usize, hw: usize| {
+        let mut st = 1u64;
+        let n = super::profile::tests_conv(cin, cout, hw, &mut st);
+        let out = n.op.output_shape("t", &[&[1, cin, hw, hw]]).unwrap();
+        LayerDesc::of(&n, &[&[1, cin, hw, hw]], &out)
+    };
+    let truth = |d: &LayerDesc, c: usize, h: usize| {
+        let tiles = c.div_ceil(8) * (h * d.inner).div_ceil(16);
+        5000.0 + (tiles.div_ceil(2) * 8 * 16 * d.k_red) as f64
+    };
+    let mut ms = Vec::new();
+    for cin in [3, 16, 24, 40] {
+        for cout in [4, 12, 20, 36, 60] {
+            for hw in [5, 7, 13, 17] {
+                let d = node(cin, cout, hw);
+                for c in [1, cout / 2, cout].into_iter().filter(|&c| c > 0) {
+                    ms.push(Measurement {
+                        source: "synthetic".into(),
+                        ns: truth(&d, c, d.h),
+                        layer: d.clone(),
+                        processor: Processor::Cpu,
+                        precision: Precision::F32,
+                        c,
+                        h: d.h,
+                    });
+                }
+            }
+        }
+    }
+    let mut pr = profile(0.0, 0.0);
+    pr.measurements = ms;
+    let acc = predict::evaluate(&pr);
+    let get = |p: &str| {
+        acc.iter()
+            .find(|a| a.predictor == p && a.target == "all")
+            .unwrap()
+            .clone()
+    };
+    let (paper, ours) = (get("paper"), get("kernel-aware"));
+    eprintln!(
+        "synthetic: paper ±10% {:.2}, ours ±10% {:.2}",
+        paper.within_10, ours.within_10
+    );
+    assert!(ours.within_10 >= 0.9, "{ours:?}");
+    assert!(ours.within_10 > paper.within_10);
+    let _ = Tensor::zeros(&[1]);
+}
+
+#[test]
+fn mechanism_names_and_precisions() {
+    for m in Mechanism::ALL {
+        assert_eq!(Mechanism::parse(m.name()).unwrap(), m);
+    }
+    let e = Mechanism::parse("both").unwrap_err().to_string();
+    assert!(
+        e.contains("ulayer+branch") && e.contains("layer-to-processor"),
+        "{e}"
+    );
+    let e = Mechanism::parse_with("cpu", Precision::F16)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cpu (f32|quint8)"), "{e}");
+    assert!(Mechanism::parse_with("ulayer", Precision::Quint8).is_ok());
+}
