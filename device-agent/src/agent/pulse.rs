@@ -104,9 +104,8 @@ pub fn emit(pattern: &SyncPattern, threads: usize) -> Vec<Interval> {
                     end_ns: end,
                 };
             }
-            let mean = |f: fn(&(u64, u64)) -> u64| {
-                per_worker.iter().map(|w| f(&w[i])).sum::<u64>() / n
-            };
+            let mean =
+                |f: fn(&(u64, u64)) -> u64| per_worker.iter().map(|w| f(&w[i])).sum::<u64>() / n;
             Interval {
                 start_ns: mean(|w| w.0),
                 end_ns: mean(|w| w.1),
