@@ -149,9 +149,11 @@ pub struct SyncPattern {
 
 impl Default for SyncPattern {
     fn default() -> Self {
+        // Eight bursts of distinct lengths: 16 edges per pattern, so that the clock fit
+        // averages over enough edges to place the map within a sample.
         SyncPattern {
-            bursts_ms: vec![120, 40, 80],
-            gap_ms: 80,
+            bursts_ms: vec![120, 40, 80, 60, 100, 50, 90, 70],
+            gap_ms: 60,
         }
     }
 }

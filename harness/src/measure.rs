@@ -85,6 +85,7 @@ pub fn rows(samples: &[monsoon::Sample], lost: u64, report: &JobReport) -> Rows 
     out.power.clock_a = Some(map.a);
     out.power.clock_b = Some(map.b);
     out.power.clock_residual_samples = Some(map.residual_rms_samples);
+    out.power.mapping_error_samples = Some(map.mapping_error_samples);
     let energy = match crate::energy::attribute(samples, &map, report) {
         Ok(e) => e,
         Err(e) => {

@@ -47,6 +47,9 @@ pub fn open(
                 drift_ppm: spec.sim_drift_ppm,
                 seed: spec.sim_seed,
                 disconnect_at_s: faults.disconnect_at_s,
+                // One activity poll per sample period, so that the simulated power changes
+                // when the agent's threads do, to within a sample, as a device's would.
+                poll_interval: std::time::Duration::from_micros(200),
                 ..SimConfig::default()
             };
             let sim = Simulator::spawn(cfg).context("start the simulated monitor")?;

@@ -50,6 +50,9 @@ pub struct PowerSummary {
     pub clock_b: Option<f64>,
     /// Fit residual, samples.
     pub clock_residual_samples: Option<f64>,
+    /// The fit's predicted mapping error (two standard errors at the job's ends), samples.
+    #[serde(default)]
+    pub mapping_error_samples: Option<f64>,
     /// Energy attribution method, as stated by the attribution.
     pub energy_method: Option<String>,
     /// Samples recorded for the job.
