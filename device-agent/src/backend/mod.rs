@@ -153,3 +153,32 @@ pub(crate) fn check_run_shapes(
     }
     Ok(())
 }
+
+/// Checks the arguments of [`Backend::prepare_quantized`]: the output shape the op produces
+/// and one input quantization per input; the error names the node. Shared by every backend.
+pub(crate) fn check_quantized_prepare(
+    node: &Node,
+    q: &crate::quant::QuantNode<'_>,
+    input_shapes: &[&[usize]],
+    output_shape: &[usize],
+) -> crate::Result<()> {
+    let name = node.name.as_str();
+    let expected = node.op.output_shape(name, input_shapes)?;
+    if expected != output_shape {
+        return Err(crate::Error::node(
+            name,
+            format!("output shape {output_shape:?} given, the op produces {expected:?}"),
+        ));
+    }
+    if q.inputs.len() != input_shapes.len() {
+        return Err(crate::Error::node(
+            name,
+            format!(
+                "{} input quantization(s) for {} inputs",
+                q.inputs.len(),
+                input_shapes.len()
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -89,23 +89,7 @@ pub(crate) fn prepare_with(
     isa: QIsa,
 ) -> Result<CpuPrepared> {
     let name = node.name.as_str();
-    let expected = node.op.output_shape(name, input_shapes)?;
-    if expected != output_shape {
-        return Err(Error::node(
-            name,
-            format!("output shape {output_shape:?} given, the op produces {expected:?}"),
-        ));
-    }
-    if q.inputs.len() != input_shapes.len() {
-        return Err(Error::node(
-            name,
-            format!(
-                "{} input quantization(s) for {} inputs",
-                q.inputs.len(),
-                input_shapes.len()
-            ),
-        ));
-    }
+    super::super::check_quantized_prepare(node, q, input_shapes, output_shape)?;
     let (xq, yq) = (q.inputs.first().copied(), q.output);
     let same = |x: Option<QParams>| x.and_then(|x| table(x, yq, 0, 255));
     let kernel = match &node.op {

@@ -1009,23 +1009,7 @@ impl Backend for VulkanBackend {
     ) -> Result<VulkanPrepared> {
         let name = node.name.as_str();
         let variant = self.variant(Precision::Quint8)?;
-        let expected = node.op.output_shape(name, input_shapes)?;
-        if expected != output_shape {
-            return Err(Error::node(
-                name,
-                format!("output shape {output_shape:?} given, the op produces {expected:?}"),
-            ));
-        }
-        if q.inputs.len() != input_shapes.len() {
-            return Err(Error::node(
-                name,
-                format!(
-                    "{} input quantization(s) for {} inputs",
-                    q.inputs.len(),
-                    input_shapes.len()
-                ),
-            ));
-        }
+        super::check_quantized_prepare(node, q, input_shapes, output_shape)?;
         let op = dequantized_op(name, &node.op, q)?;
         let constant = match &node.op {
             Op::Constant(t) => Some(QTensor::quantize(t, q.output).data().to_vec()),
