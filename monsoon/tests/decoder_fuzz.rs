@@ -80,8 +80,10 @@ fn check(rng: &mut Rng, bytes: &[u8]) {
         pos += n;
     }
     d.finish(&mut ev);
+    // A hang guard, not a speed claim (the suite shares two noisy cores): resynchronising
+    // after garbage must stay linear, and a quadratic rescan of these inputs takes minutes.
     assert!(
-        t0.elapsed() < Duration::from_secs(2),
+        t0.elapsed() < Duration::from_secs(30),
         "decode of {} bytes took {:?}",
         bytes.len(),
         t0.elapsed()
