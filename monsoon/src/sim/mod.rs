@@ -171,6 +171,9 @@ pub struct SimReport {
     pub disconnected: bool,
     /// Why following the process stopped, if it did.
     pub follow_error: Option<String>,
+    /// Whether the simulator's thread ran at real-time priority while following a process
+    /// (see [`raise_to_realtime`]); `false` where the host did not allow it.
+    pub realtime: bool,
 }
 
 /// A simulator running on its own thread.
@@ -274,6 +277,17 @@ fn header(cfg: &SimConfig) -> GroundTruthHeader {
     }
 }
 
+/// Puts the calling thread (the simulator's) at the lowest real-time priority, as the
+/// monitor is an instrument of its own: its activity polls (every 200 µs) must not wait for a
+/// core behind the followed process, whose sync pulses load every core of the host. The
+/// thread sleeps between polls, so it takes a few percent of one core. Returns whether the
+/// host allowed it.
+fn raise_to_realtime() -> bool {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: pid 0 is the calling thread on Linux; `param` is a valid sched_param.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0 }
+}
+
 /// Output held back beyond this pauses sample generation (the clock runs on;
 /// the backlog is sent when the host reads again).
 const OUT_CAP: usize = 1 << 20;
@@ -338,6 +352,15 @@ impl Engine {
     }
 
     fn run(mut self, shutdown: &AtomicBool) -> Result<SimReport> {
+        if self.probe.is_some() {
+            self.report.realtime = raise_to_realtime();
+            if !self.report.realtime {
+                tracing::warn!(
+                    "monsoon-sim: no real-time priority (needs CAP_SYS_NICE); activity polls \
+                     may come late while the followed process loads every core"
+                );
+            }
+        }
         if let Some(p) = self.probe.as_mut() {
             // Prime the per-thread counters.
             let now = mono_ns();
@@ -361,7 +384,7 @@ impl Engine {
             self.out.drain(..n);
             self.report.bytes_sent += n as u64;
             let (readable, _) = pty
-                .wait(self.timeout_ms(), !self.out.is_empty())
+                .wait(self.timeout(mono_ns()), !self.out.is_empty())
                 .map_err(|e| Error::io("poll the pty", e))?;
             if readable {
                 let n = pty
@@ -385,11 +408,16 @@ impl Engine {
         Ok(self.report)
     }
 
-    fn timeout_ms(&self) -> i32 {
-        if self.session.is_some() || self.probe.is_some() {
-            1
+    /// How long the loop may wait for the host: until the next activity poll is due when
+    /// following a process, 1 ms while sampling, 20 ms when idle.
+    fn timeout(&self, now: i64) -> Duration {
+        if self.probe.is_some() {
+            let due = self.last_poll + self.cfg.poll_interval.as_nanos() as i64;
+            Duration::from_nanos((due - now).clamp(0, 1_000_000) as u64)
+        } else if self.session.is_some() {
+            Duration::from_millis(1)
         } else {
-            20
+            Duration::from_millis(20)
         }
     }
 
@@ -616,7 +644,7 @@ impl Engine {
                 self.out.drain(..n);
                 self.report.bytes_sent += n as u64;
                 if n == 0 {
-                    let _ = pty.wait(5, true);
+                    let _ = pty.wait(Duration::from_millis(5), true);
                 }
             }
             // A hang-up flushes the host's unread input: let it read first.

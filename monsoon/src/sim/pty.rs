@@ -82,16 +82,21 @@ impl Pty {
         self.master.as_raw_fd()
     }
 
-    /// Wait up to `timeout_ms` for input (and, if `want_write`, for room to
-    /// write). Returns `(readable, writable)`.
-    pub fn wait(&self, timeout_ms: i32, want_write: bool) -> io::Result<(bool, bool)> {
+    /// Wait up to `timeout` for input (and, if `want_write`, for room to
+    /// write). `ppoll`, not `poll`: the simulator's activity polls come every
+    /// 200 µs, finer than `poll`'s milliseconds. Returns `(readable, writable)`.
+    pub fn wait(&self, timeout: std::time::Duration, want_write: bool) -> io::Result<(bool, bool)> {
         let mut p = libc::pollfd {
             fd: self.fd(),
             events: libc::POLLIN | if want_write { libc::POLLOUT } else { 0 },
             revents: 0,
         };
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: one valid pollfd, a valid timespec, no signal mask.
+        let rc = unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
         if rc < 0 {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::Interrupted {
