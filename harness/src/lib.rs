@@ -4,6 +4,8 @@
 pub mod campaign;
 pub mod checkpoint;
 pub mod dataset;
+pub mod demo;
+pub mod devices;
 pub mod interrupt;
 pub mod measure;
 pub mod monitor;

@@ -1,8 +1,9 @@
-//! `ulab`, the μLayer Lab host controller: campaigns (`run`, `validate`, `merge`) and the
-//! Monsoon power monitor (`monsoon`). The work is in the `harness` library.
+//! `ulab`, the μLayer Lab host controller: campaigns (`run`, `validate`, `merge`, `demo`),
+//! reports, what is attached (`devices`) and the Monsoon power monitor (`monsoon`). The
+//! work is in the `harness` library.
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use harness::campaign::Campaign;
+use harness::campaign::{folder_of, Campaign};
 use harness::runner::{self, RunOptions};
 use harness::shard::Shard;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,34 @@ enum Cmd {
         #[arg(long)]
         resume: bool,
     },
+    /// The demo in one command: the demo campaign, then its report.
+    ///
+    /// The demo campaign is campaigns/demo.toml, embedded in ulab (it runs from any folder):
+    /// the local agent (ulayer-agent beside ulab), the simulated Monsoon monitor on a
+    /// pseudo-terminal, the bundled model and photos. It runs like `ulab run` (running it
+    /// again resumes), then renders the report like `ulab report` and prints where it is.
+    Demo {
+        /// Results folder; the report goes to its report/ folder.
+        #[arg(long, default_value = harness::demo::DEFAULT_OUT)]
+        out: PathBuf,
+        /// Run this campaign file instead of the embedded one.
+        #[arg(long)]
+        campaign: Option<PathBuf>,
+    },
+    /// List devices and monitors: adb devices, ssh targets, Monsoon serial ports.
+    ///
+    /// Android devices from `adb devices -l` (when adb is on PATH), the ssh targets of
+    /// campaign files, and serial ports (/dev/ttyACM*, /dev/ttyUSB*, /dev/serial/by-id) with
+    /// their USB ids, Monsoon monitors marked. Nothing is opened or changed.
+    Devices {
+        /// Campaign files or folders of them to take ssh targets from [default: campaigns/
+        /// if present].
+        #[arg(long, num_args = 1..)]
+        campaigns: Vec<PathBuf>,
+        /// One JSON object instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a campaign file: errors name the line and column; prints the configurations.
     Validate { campaign: PathBuf },
     /// Combine results folders of one campaign (shards) into one folder; refuses folders
@@ -65,10 +94,76 @@ enum Cmd {
     Check(reports::cli::CheckArgs),
 }
 
-fn base_of(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+/// Runs (or resumes) a campaign and reports failures; the exit code: 0, 1 (configurations
+/// failed) or 130 (interrupted).
+fn run_campaign(c: &Campaign, opts: &RunOptions, origin: &str) -> Result<i32> {
+    let outcome = runner::run(c, opts).with_context(|| format!("campaign {origin}"))?;
+    for (id, why) in &outcome.failed {
+        eprintln!("failed: {id}: {why}");
+    }
+    if outcome.interrupted {
+        eprintln!("interrupted: run the same command again to resume");
+        return Ok(130);
+    }
+    if !outcome.failed.is_empty() {
+        eprintln!(
+            "{} configuration(s) failed: run the same command again to redo them",
+            outcome.failed.len()
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// `ulab demo`: the campaign, then the report of what finished.
+fn demo(out: PathBuf, campaign: Option<PathBuf>) -> Result<i32> {
+    let (c, text, base) = harness::demo::campaign(campaign.as_deref())?;
+    let origin = campaign
+        .as_deref()
+        .map_or(harness::demo::ORIGIN.to_string(), |p| {
+            p.display().to_string()
+        });
+    eprintln!(
+        "ulab demo: campaign {:?} from {origin}: {} configuration(s), results in {}",
+        c.name,
+        c.configurations().len(),
+        out.display()
+    );
+    let opts = RunOptions {
+        out: out.clone(),
+        shard: None,
+        base,
+        text,
+    };
+    let code = run_campaign(&c, &opts, &origin)?;
+    if code == 130 {
+        return Ok(code);
+    }
+    let args = reports::cli::ReportArgs {
+        results: out.clone(),
+        out: None,
+        config: None,
+        run: 0,
+        predictor: None,
+        title: None,
+    };
+    match reports::cli::run_report(args) {
+        Ok(_) => {
+            let dir = out.join("report");
+            println!(
+                "open {} (or read {})",
+                dir.join("report.html").display(),
+                dir.join("report.md").display()
+            );
+            Ok(code)
+        }
+        // Some configurations failed and the report could not be made of the rest: the
+        // failures were printed; say why there is no report too.
+        Err(e) if code != 0 => {
+            eprintln!("no report: {e:#}");
+            Ok(code)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -104,24 +199,26 @@ fn run(cmd: Cmd) -> Result<i32> {
             let opts = RunOptions {
                 out,
                 shard,
-                base: base_of(&campaign),
+                base: folder_of(&campaign),
                 text,
             };
-            let outcome = runner::run(&c, &opts)
-                .with_context(|| format!("campaign {}", campaign.display()))?;
-            for (id, why) in &outcome.failed {
-                eprintln!("failed: {id}: {why}");
-            }
-            if outcome.interrupted {
-                eprintln!("interrupted: run the same command again to resume");
-                return Ok(130);
-            }
-            if !outcome.failed.is_empty() {
-                eprintln!(
-                    "{} configuration(s) failed: run the same command again to redo them",
-                    outcome.failed.len()
+            run_campaign(&c, &opts, &campaign.display().to_string())
+        }
+        Cmd::Demo { out, campaign } => demo(out, campaign),
+        Cmd::Devices { campaigns, json } => {
+            let sources = if campaigns.is_empty() {
+                harness::devices::default_campaign_sources()
+            } else {
+                campaigns
+            };
+            let inv = harness::devices::inventory(sources);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&inv).context("encode the inventory")?
                 );
-                return Ok(1);
+            } else {
+                print!("{}", harness::devices::render(&inv));
             }
             Ok(0)
         }

@@ -96,6 +96,74 @@ impl AdbCommands {
     }
 }
 
+/// One line of `adb devices -l`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AdbDevice {
+    pub serial: String,
+    /// `device`, `unauthorized`, `offline`, `recovery`, `no permissions`, ...
+    pub state: String,
+    /// The `model:` field (absent until the device is authorized).
+    pub model: Option<String>,
+    /// The `product:` field.
+    pub product: Option<String>,
+}
+
+/// Parses `adb devices -l`: the header, daemon start-up lines (`* daemon ...`) and blank
+/// lines are skipped; each other line is a serial, a state (words up to the first
+/// `key:value` field, e.g. `no permissions (...)`; shortened to `no permissions`) and fields.
+pub fn parse_devices(text: &str) -> Vec<AdbDevice> {
+    let is_field = |w: &str| {
+        w.split_once(':').is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    };
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('*') || line.starts_with("List of devices") {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let Some(serial) = words.next() else { continue };
+        let rest: Vec<&str> = words.collect();
+        let n_state = rest.iter().position(|w| is_field(w)).unwrap_or(rest.len());
+        let mut state = rest[..n_state].join(" ");
+        if state.starts_with("no permissions") {
+            state = "no permissions".into();
+        }
+        if state.is_empty() {
+            state = "unknown".into();
+        }
+        let field = |key: &str| {
+            rest[n_state..]
+                .iter()
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix(':'))
+                .map(str::to_string)
+        };
+        out.push(AdbDevice {
+            serial: serial.to_string(),
+            state,
+            model: field("model"),
+            product: field("product"),
+        });
+    }
+    out
+}
+
+/// The devices `adb devices -l` lists; `None` when there is no `adb` on `PATH`.
+pub fn list_devices() -> Result<Option<Vec<AdbDevice>>> {
+    match Command::new("adb").args(["devices", "-l"]).output() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).context("run adb devices -l"),
+        Ok(o) if !o.status.success() => bail!(
+            "adb devices -l failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Ok(o) => Ok(Some(parse_devices(&String::from_utf8_lossy(&o.stdout)))),
+    }
+}
+
 fn adb(args: &[String], what: &str) -> Result<String> {
     run_checked(Command::new("adb").args(args), &format!("adb {what}"))
 }
@@ -350,6 +418,50 @@ mod tests {
             "cat /data/local/tmp/ulab/jobs/7.done 2>/dev/null || true"
         );
         assert_eq!(c.job_file(7, "json"), "/data/local/tmp/ulab/jobs/7.json");
+    }
+
+    #[test]
+    fn devices_list_is_parsed_into_serial_state_and_model() {
+        // Captured from adb 35 (a phone, an emulator, an unauthorized and an unreadable
+        // device, one over TCP), with the daemon's start-up lines.
+        let text = "\
+* daemon not running; starting now at tcp:5037
+* daemon started successfully
+List of devices attached
+R58M12ABCDE            device usb:1-1 product:beyond1qlteue model:SM_G973U device:beyond1q transport_id:1
+emulator-5554          device product:sdk_gphone64_x86_64 model:sdk_gphone64_x86_64 device:emu64xa transport_id:2
+0123456789ABCDEF       unauthorized usb:1-2 transport_id:3
+HT7A1B234567           no permissions (user lab is not in the plugdev group); see [http://developer.android.com/tools/device.html] usb:1-3 transport_id:4
+192.168.1.5:5555       offline transport_id:5
+
+";
+        let d = parse_devices(text);
+        let rows: Vec<(&str, &str, Option<&str>)> = d
+            .iter()
+            .map(|d| (d.serial.as_str(), d.state.as_str(), d.model.as_deref()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("R58M12ABCDE", "device", Some("SM_G973U")),
+                ("emulator-5554", "device", Some("sdk_gphone64_x86_64")),
+                ("0123456789ABCDEF", "unauthorized", None),
+                ("HT7A1B234567", "no permissions", None),
+                ("192.168.1.5:5555", "offline", None),
+            ]
+        );
+        assert_eq!(d[0].product.as_deref(), Some("beyond1qlteue"));
+        assert!(parse_devices("List of devices attached\n\n").is_empty());
+        // `adb devices` without -l: tab-separated, no fields.
+        assert_eq!(
+            parse_devices("List of devices attached\nR58M12ABCDE\tdevice\n"),
+            [AdbDevice {
+                serial: "R58M12ABCDE".into(),
+                state: "device".into(),
+                model: None,
+                product: None
+            }]
+        );
     }
 
     #[test]
