@@ -333,6 +333,24 @@ pub struct BenchReport {
     /// Full traces, when asked for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub traces: Vec<Trace>,
+    /// Cooperative mechanisms: how well the latency predictors fitted from the device
+    /// profile that the plan came from predict that profile's held-out measurements.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predictor: Vec<PredictorAccuracy>,
+}
+
+/// A latency predictor's accuracy on the held-out measurements of a device profile.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PredictorAccuracy {
+    pub predictor: String,
+    /// Processor and precision scored (`all` for every one).
+    pub target: String,
+    pub measurements: usize,
+    /// Share within ±10 % and ±20 % of the measured time.
+    pub within_10: f64,
+    pub within_20: f64,
+    /// Median |predicted − measured| / measured.
+    pub median_error: f64,
 }
 
 #[cfg(test)]

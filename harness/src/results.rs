@@ -8,8 +8,11 @@
 //!   runs.parquet|csv       one row per (configuration, measured run)
 //!   layers.parquet|csv     one row per (configuration, layer)
 //!   summary.parquet|csv    one row per configuration
+//!   predictor.json         the latency predictors' accuracy on the device profile the
+//!                          cooperative mechanisms planned from (when one of them ran)
 //!   configs/<slug>/        result.json (the rows), job.json (the agent's report),
-//!                          trace.mtr (the raw monitor samples of the job)
+//!                          trace.mtr (the raw monitor samples of the job),
+//!                          predictor.json (cooperative mechanisms)
 //! ```
 //! Tables are rebuilt from every `configs/*/result.json` after each configuration.
 use anyhow::{Context, Result};
@@ -83,6 +86,43 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 /// The folder of a configuration's files.
 pub fn config_dir(out: &Path, slug: &str) -> PathBuf {
     out.join("configs").join(slug)
+}
+
+/// Name of the predictor accuracy file, in a configuration's folder and in the results
+/// folder (where `ulab report` draws it from).
+pub const PREDICTOR_FILE: &str = "predictor.json";
+
+/// The latency predictors' accuracy on the held-out measurements of the device profile a
+/// cooperative configuration planned from, as the agent reported it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PredictorFile {
+    pub accuracy: Vec<ulayer::protocol::PredictorAccuracy>,
+    /// The configuration folder it came from.
+    pub from: String,
+}
+
+/// Copies the first finished configuration's predictor accuracy (in matrix order; every
+/// configuration of a campaign plans from the same device profile) to
+/// `out/predictor.json`; removes a stale one when none has any.
+pub fn write_predictor(out: &Path, finished: &[String]) -> Result<()> {
+    let target = out.join(PREDICTOR_FILE);
+    let mut found: Option<(usize, PredictorFile)> = None;
+    for slug in finished {
+        let p = config_dir(out, slug).join(PREDICTOR_FILE);
+        if !p.is_file() {
+            continue;
+        }
+        let index = read_json::<ConfigResult>(&config_dir(out, slug).join("result.json"))?.index;
+        if found.as_ref().is_none_or(|(i, _)| index < *i) {
+            found = Some((index, read_json(&p)?));
+        }
+    }
+    match found {
+        Some((_, f)) => write_json(&target, &f),
+        None if target.is_file() => std::fs::remove_file(&target)
+            .with_context(|| format!("remove the stale {}", target.display())),
+        None => Ok(()),
+    }
 }
 
 /// Every finished configuration's result under `out`, in matrix order.

@@ -243,6 +243,7 @@ pub fn run(c: &Campaign, opts: &RunOptions) -> Result<Outcome> {
 
     let done = results::load_results(out, &cp.finished)?;
     results::write_tables(out, &done)?;
+    results::write_predictor(out, &cp.finished)?;
     if outcome.failed.is_empty() && !outcome.interrupted {
         meta.finished_unix_ms = Some(unix_ms());
     }
@@ -441,6 +442,15 @@ fn measure_config(
     };
     let mut stored = report.clone();
     write_json(&ctx.dir.join("job.json"), &stored)?;
+    if !report.bench.predictor.is_empty() {
+        write_json(
+            &ctx.dir.join(results::PREDICTOR_FILE),
+            &results::PredictorFile {
+                accuracy: report.bench.predictor.clone(),
+                from: format!("configs/{}", cfg.slug()),
+            },
+        )?;
+    }
     stored.bench.traces.clear();
     ctx.bar.set_message(format!("{}: aligning", cfg.id()));
     let rows = match &recording {

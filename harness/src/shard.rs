@@ -155,6 +155,7 @@ pub fn merge(parts: &[&Path], out: &Path) -> Result<Checkpoint> {
     let all: Vec<ConfigResult> = results::load_results(out, &merged.finished)?;
     merged.finished = all.iter().map(|r| r.config.slug()).collect();
     results::write_tables(out, &all)?;
+    results::write_predictor(out, &merged.finished)?;
     if let Some(mut m) = meta {
         m.shards.sort();
         m.shards.dedup();

@@ -1,1 +1,5 @@
-//! Shared helpers for the end-to-end tests in `tests/tests/`.
+//! Helpers shared by the end-to-end tests of several crates: rendering the HTML report in a
+//! real headless browser (Debian's chromium, installed by `./lab test`'s setup) and looking at
+//! the screenshot. Used by `reports/tests/browser.rs` (fixture results) and
+//! `harness/tests/regression_check.rs` (results of a real simulator campaign).
+pub mod browser;

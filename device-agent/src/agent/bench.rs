@@ -57,8 +57,17 @@ pub fn bench(
         // The cooperative mechanisms (see `agent::coop`), and the error listing every valid
         // mechanism and precision.
         other => {
-            let exec = super::coop::runner(&model, other, req.precision, threads, data_dir, None)?;
-            timed(req, &model, &stats, threads, exec, progress)
+            let (exec, predictor) = super::coop::runner_and_predictor(
+                &model,
+                other,
+                req.precision,
+                threads,
+                data_dir,
+                None,
+            )?;
+            let mut report = timed(req, &model, &stats, threads, exec, progress)?;
+            report.predictor = predictor;
+            Ok(report)
         }
     }
 }
@@ -142,5 +151,6 @@ fn timed(
         layers,
         runs_ns,
         traces,
+        predictor: Vec::new(),
     })
 }

@@ -15,6 +15,7 @@ use crate::coop::{
     Runner,
 };
 use crate::exec::Executor;
+use crate::protocol::PredictorAccuracy;
 use crate::Result;
 use std::path::{Path, PathBuf};
 
@@ -117,6 +118,19 @@ pub fn runner(
     data_dir: &Path,
     profile: Option<&Path>,
 ) -> Result<Box<dyn Runner>> {
+    runner_and_predictor(model, mechanism, precision, threads, data_dir, profile).map(|(r, _)| r)
+}
+
+/// [`runner`], and for the cooperative mechanisms the accuracy of the latency predictors on
+/// the held-out part of the profile the plan came from (empty for `cpu` and `gpu`).
+pub fn runner_and_predictor(
+    model: &LoadedModel,
+    mechanism: &str,
+    precision: Precision,
+    threads: usize,
+    data_dir: &Path,
+    profile: Option<&Path>,
+) -> Result<(Box<dyn Runner>, Vec<PredictorAccuracy>)> {
     let mech = Mechanism::parse_with(mechanism, precision)?;
     let quantized = || {
         super::quant::quantize_model(
@@ -128,15 +142,19 @@ pub fn runner(
         )
     };
     match mech {
-        Mechanism::Cpu => Ok(Box::new(super::quant::cpu_executor(
-            model, precision, threads, data_dir,
-        )?)),
+        Mechanism::Cpu => Ok((
+            Box::new(super::quant::cpu_executor(
+                model, precision, threads, data_dir,
+            )?),
+            Vec::new(),
+        )),
         Mechanism::Gpu => {
             let gpu = VulkanBackend::new()?;
-            Ok(match precision {
+            let r: Box<dyn Runner> = match precision {
                 Precision::Quint8 => Box::new(Executor::new_quantized(&quantized()?, gpu)?),
                 p => Box::new(Executor::new(&model.graph, gpu, p)?),
-            })
+            };
+            Ok((r, Vec::new()))
         }
         _ => {
             let gpu = VulkanBackend::new()?;
@@ -163,14 +181,8 @@ pub fn runner(
                 Precision::Quint8 => Some(quantized()?),
                 _ => None,
             };
-            Ok(Box::new(CoopExecutor::new(
-                &model.graph,
-                q.as_ref(),
-                cpu,
-                gpu,
-                plan,
-                &id,
-            )?))
+            let exec = CoopExecutor::new(&model.graph, q.as_ref(), cpu, gpu, plan, &id)?;
+            Ok((Box::new(exec), coop::predict::evaluate(&prof)))
         }
     }
 }

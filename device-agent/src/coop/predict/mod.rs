@@ -60,19 +60,8 @@ pub fn held_out(m: &Measurement) -> bool {
     h % 4 == 0
 }
 
-/// A predictor's accuracy on held-out measurements.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Accuracy {
-    pub predictor: String,
-    /// Processor and precision scored (`all` for every one).
-    pub target: String,
-    pub measurements: usize,
-    /// Share within ±10 % and ±20 % of the measured time.
-    pub within_10: f64,
-    pub within_20: f64,
-    /// Median |predicted − measured| / measured.
-    pub median_error: f64,
-}
+/// A predictor's accuracy on held-out measurements (a protocol type: jobs report it).
+pub use crate::protocol::PredictorAccuracy as Accuracy;
 
 /// Fits both predictors on the training part of `profile` and scores them on the held-out
 /// part: overall and per (processor, precision).
