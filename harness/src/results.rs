@@ -370,14 +370,22 @@ pub fn read_csv(path: &Path) -> Result<DataFrame> {
 
 /// The summary as a text table for the terminal.
 pub fn summary_text(results: &[ConfigResult]) -> String {
-    let mut t = String::from(
-        "configuration                              runs   p50 ms   p90 ms   mJ/inf   above idle mJ   top-1   top-5\n",
+    // The first column is as wide as the longest configuration name.
+    let w = results
+        .iter()
+        .map(|r| r.config.id().chars().count())
+        .chain(std::iter::once("configuration".len()))
+        .max()
+        .unwrap_or(0);
+    let mut t = format!(
+        "{:<w$} {:>5} {:>8} {:>8} {:>8} {:>15} {:>7} {:>7}\n",
+        "configuration", "runs", "p50 ms", "p90 ms", "mJ/inf", "above idle mJ", "top-1", "top-5"
     );
     for r in results {
         let mj = |v: Option<f64>| v.map_or("-".to_string(), |j| format!("{:.2}", j * 1e3));
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |p| format!("{:.0}%", p * 100.0));
         t.push_str(&format!(
-            "{:<42} {:>5} {:>8.2} {:>8.2} {:>8} {:>15} {:>7} {:>7}\n",
+            "{:<w$} {:>5} {:>8.2} {:>8.2} {:>8} {:>15} {:>7} {:>7}\n",
             r.config.id(),
             r.latency.runs,
             r.latency.p50_ms,
