@@ -118,6 +118,16 @@ pub struct BenchRequest {
     /// than `iterations` if needed; 0 = exactly `iterations`).
     #[serde(default)]
     pub min_duration_ms: u32,
+    /// `ulayer` and `ulayer+branch`: before timing, measure the plan against the whole
+    /// network on the CPU alone and on the GPU alone (same precisions, same executor) and
+    /// run the fastest, so that a plan the predictor got wrong never costs more than the
+    /// best single processor. Off: always the plan (to study the plan itself).
+    #[serde(default = "default_true")]
+    pub measured_fallback: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_mechanism() -> String {
@@ -337,6 +347,10 @@ pub struct BenchReport {
     /// profile that the plan came from predict that profile's held-out measurements.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub predictor: Vec<PredictorAccuracy>,
+    /// Cooperative mechanisms: what ran — the plan, or the single processor the measured
+    /// fallback chose instead — with the measured candidates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executed: Option<String>,
 }
 
 /// A latency predictor's accuracy on the held-out measurements of a device profile.

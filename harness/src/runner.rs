@@ -365,6 +365,7 @@ fn measure_config(
         traces: true,
         mechanism: cfg.mechanism.clone(),
         min_duration_ms: c.run.min_duration_ms,
+        measured_fallback: true,
     };
     let pattern = SyncPattern::default();
     let timeout = Duration::from_secs(c.run.job_timeout_s);

@@ -57,16 +57,18 @@ pub fn bench(
         // The cooperative mechanisms (see `agent::coop`), and the error listing every valid
         // mechanism and precision.
         other => {
-            let (exec, predictor) = super::coop::runner_and_predictor(
+            let p = super::coop::prepare(
                 &model,
                 other,
                 req.precision,
                 threads,
                 data_dir,
                 None,
+                req.measured_fallback,
             )?;
-            let mut report = timed(req, &model, &stats, threads, exec, progress)?;
-            report.predictor = predictor;
+            let mut report = timed(req, &model, &stats, threads, p.runner, progress)?;
+            report.predictor = p.predictor;
+            report.executed = p.executed;
             Ok(report)
         }
     }
@@ -152,5 +154,6 @@ fn timed(
         runs_ns,
         traces,
         predictor: Vec::new(),
+        executed: None,
     })
 }

@@ -16,6 +16,7 @@ use crate::coop::{
 };
 use crate::exec::Executor;
 use crate::protocol::PredictorAccuracy;
+use crate::tensor::Tensor;
 use crate::Result;
 use std::path::{Path, PathBuf};
 
@@ -109,7 +110,8 @@ pub fn plan_model(
 }
 
 /// A runner of `model` by mechanism name at `precision` (checked: unknown mechanisms and
-/// combinations are errors listing the valid ones).
+/// combinations are errors listing the valid ones). Cooperative mechanisms run their plan as
+/// planned (no measured fallback).
 pub fn runner(
     model: &LoadedModel,
     mechanism: &str,
@@ -118,19 +120,44 @@ pub fn runner(
     data_dir: &Path,
     profile: Option<&Path>,
 ) -> Result<Box<dyn Runner>> {
-    runner_and_predictor(model, mechanism, precision, threads, data_dir, profile).map(|(r, _)| r)
+    prepare(
+        model, mechanism, precision, threads, data_dir, profile, false,
+    )
+    .map(|p| p.runner)
 }
 
-/// [`runner`], and for the cooperative mechanisms the accuracy of the latency predictors on
-/// the held-out part of the profile the plan came from (empty for `cpu` and `gpu`).
-pub fn runner_and_predictor(
+/// What [`prepare`] made ready to run.
+pub struct Prepared {
+    pub runner: Box<dyn Runner>,
+    /// Cooperative mechanisms: the predictors' accuracy on the held-out part of the profile
+    /// the plan came from (empty for `cpu` and `gpu`).
+    pub predictor: Vec<PredictorAccuracy>,
+    /// Cooperative mechanisms: what runs (the plan, or the single processor the measured
+    /// fallback chose) with the measured candidates.
+    pub executed: Option<String>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("predictor", &self.predictor)
+            .field("executed", &self.executed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`runner`], with the predictors' accuracy, and for `ulayer` and `ulayer+branch` with
+/// `measured_fallback` the fastest of the plan, the whole network on the CPU and the whole
+/// network on the GPU, measured now (see [`fastest`]).
+pub fn prepare(
     model: &LoadedModel,
     mechanism: &str,
     precision: Precision,
     threads: usize,
     data_dir: &Path,
     profile: Option<&Path>,
-) -> Result<(Box<dyn Runner>, Vec<PredictorAccuracy>)> {
+    measured_fallback: bool,
+) -> Result<Prepared> {
     let mech = Mechanism::parse_with(mechanism, precision)?;
     let quantized = || {
         super::quant::quantize_model(
@@ -142,47 +169,218 @@ pub fn runner_and_predictor(
         )
     };
     match mech {
-        Mechanism::Cpu => Ok((
-            Box::new(super::quant::cpu_executor(
+        Mechanism::Cpu => Ok(Prepared {
+            runner: Box::new(super::quant::cpu_executor(
                 model, precision, threads, data_dir,
             )?),
-            Vec::new(),
-        )),
+            predictor: Vec::new(),
+            executed: None,
+        }),
         Mechanism::Gpu => {
             let gpu = VulkanBackend::new()?;
             let r: Box<dyn Runner> = match precision {
                 Precision::Quint8 => Box::new(Executor::new_quantized(&quantized()?, gpu)?),
                 p => Box::new(Executor::new(&model.graph, gpu, p)?),
             };
-            Ok((r, Vec::new()))
+            Ok(Prepared {
+                runner: r,
+                predictor: Vec::new(),
+                executed: None,
+            })
         }
         _ => {
             let gpu = VulkanBackend::new()?;
             let id = device_identity(&gpu);
             let prof = resolve_profile(profile, data_dir, &gpu, threads)?;
-            let plan = coop::plan(
-                &model.graph,
-                &prof,
-                &id,
-                &PlanOptions {
-                    mechanism: mech,
-                    precision,
-                    predictor: Which::Kernel,
-                    rows: true,
-                },
-            )?;
-            let (c, g, s, b) = plan.counts();
-            tracing::info!(
-                mechanism = %mech, cpu = c, gpu = g, split = s, branches = b,
-                predicted_ms = plan.predicted_ms, "plan"
-            );
-            let cpu = CpuBackend::new(threads)?;
             let q = match precision {
                 Precision::Quint8 => Some(quantized()?),
                 _ => None,
             };
-            let exec = CoopExecutor::new(&model.graph, q.as_ref(), cpu, gpu, plan, &id)?;
-            Ok((Box::new(exec), coop::predict::evaluate(&prof)))
+            let build = |m: Mechanism, gpu: VulkanBackend| -> Result<Box<dyn Runner>> {
+                let plan = coop::plan(
+                    &model.graph,
+                    &prof,
+                    &id,
+                    &PlanOptions {
+                        mechanism: m,
+                        precision,
+                        predictor: Which::Kernel,
+                        rows: true,
+                    },
+                )?;
+                let (c, g, s, b) = plan.counts();
+                tracing::info!(
+                    mechanism = %m, cpu = c, gpu = g, split = s, branches = b,
+                    predicted_ms = plan.predicted_ms, "plan"
+                );
+                let cpu = CpuBackend::new(threads)?;
+                Ok(Box::new(CoopExecutor::new(
+                    &model.graph,
+                    q.as_ref(),
+                    cpu,
+                    gpu,
+                    plan,
+                    &id,
+                )?))
+            };
+            let planned = build(mech, gpu)?;
+            let predictor = coop::predict::evaluate(&prof);
+            if !measured_fallback || !matches!(mech, Mechanism::Ulayer | Mechanism::UlayerBranch) {
+                return Ok(Prepared {
+                    runner: planned,
+                    predictor,
+                    executed: Some(format!("the {mech} plan")),
+                });
+            }
+            let input = super::bench::bench_input(&model.input.shape);
+            let candidates = vec![
+                (format!("the {mech} plan"), planned),
+                (
+                    "the whole network on the CPU".to_string(),
+                    build(Mechanism::Cpu, VulkanBackend::new()?)?,
+                ),
+                (
+                    "the whole network on the GPU".to_string(),
+                    build(Mechanism::Gpu, VulkanBackend::new()?)?,
+                ),
+            ];
+            let (runner, executed) = fastest(candidates, &input)?;
+            tracing::info!(%executed, "measured fallback");
+            Ok(Prepared {
+                runner,
+                predictor,
+                executed: Some(executed),
+            })
         }
+    }
+}
+
+/// Runs of each candidate timed by [`fastest`] after one warm-up run.
+const FALLBACK_RUNS: usize = 3;
+/// A later candidate replaces the best so far only when faster by more than this share:
+/// measurement noise does not flip the choice away from the plan.
+const FALLBACK_MARGIN: f64 = 0.01;
+
+/// Whether a candidate's median replaces the best so far (see [`FALLBACK_MARGIN`]).
+fn beats(median: f64, best: Option<f64>) -> bool {
+    best.is_none_or(|b| median < (1.0 - FALLBACK_MARGIN) * b)
+}
+
+/// The measured fallback: each candidate runs once to warm up and then up to
+/// [`FALLBACK_RUNS`] timed times; a candidate stops early when it cannot win (warm-up over
+/// 10× the best median so far, or first timed run over 1.5×; its figure is then that run's).
+/// The lowest median wins; a later candidate must beat the best so far by more than
+/// [`FALLBACK_MARGIN`], so near-ties keep the earlier one (the plan first). Returns
+/// the winner and a line naming every candidate's figure.
+pub fn fastest(
+    mut candidates: Vec<(String, Box<dyn Runner>)>,
+    input: &Tensor,
+) -> Result<(Box<dyn Runner>, String)> {
+    let inputs = std::slice::from_ref(input);
+    let mut best: Option<(f64, usize)> = None;
+    let mut timed = Vec::with_capacity(candidates.len());
+    for (i, (_, r)) in candidates.iter_mut().enumerate() {
+        let t0 = std::time::Instant::now();
+        r.run(inputs)?;
+        let warm_ms = t0.elapsed().as_secs_f64() * 1e3;
+        // The warm-up also creates pipelines and fills caches; even so, ten times the best
+        // median cannot win.
+        if best.is_some_and(|(b, _)| warm_ms > 10.0 * b) {
+            timed.push(warm_ms);
+            continue;
+        }
+        let mut ms = Vec::with_capacity(FALLBACK_RUNS);
+        for k in 0..FALLBACK_RUNS {
+            let t0 = std::time::Instant::now();
+            r.run(inputs)?;
+            ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            if k == 0 && best.is_some_and(|(b, _)| ms[0] > 1.5 * b) {
+                break;
+            }
+        }
+        ms.sort_by(f64::total_cmp);
+        let median = ms[ms.len() / 2];
+        if beats(median, best.map(|(b, _)| b)) {
+            best = Some((median, i));
+        }
+        timed.push(median);
+    }
+    let winner = best.map_or(0, |(_, i)| i);
+    let line = candidates
+        .iter()
+        .zip(&timed)
+        .map(|((name, _), ms)| format!("{name} {ms:.3} ms"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (name, runner) = candidates.swap_remove(winner);
+    Ok((runner, format!("{name} (measured: {line})")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::trace::Trace;
+
+    /// A runner that takes `ms` per inference (its first run `warm_ms`) and counts its runs.
+    struct Sleeper {
+        warm_ms: u64,
+        ms: u64,
+        runs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Runner for Sleeper {
+        fn run(&mut self, _: &[Tensor]) -> Result<(Vec<Tensor>, Trace)> {
+            let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let ms = if n == 0 { self.warm_ms } else { self.ms };
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            Ok((Vec::new(), Trace::default()))
+        }
+    }
+
+    fn sleeper(
+        warm_ms: u64,
+        ms: u64,
+    ) -> (
+        Box<dyn Runner>,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        (
+            Box::new(Sleeper {
+                warm_ms,
+                ms,
+                runs: runs.clone(),
+            }),
+            runs,
+        )
+    }
+
+    #[test]
+    fn the_fallback_runs_the_fastest_and_stops_hopeless_candidates_early() {
+        let x = Tensor::zeros(&[1]);
+        let (plan, _) = sleeper(30, 30);
+        let (cpu, _) = sleeper(5, 5);
+        let (gpu, gpu_runs) = sleeper(400, 2);
+        let (mut won, line) = fastest(
+            vec![
+                ("plan".into(), plan),
+                ("cpu".into(), cpu),
+                ("gpu".into(), gpu),
+            ],
+            &x,
+        )
+        .expect("measured");
+        assert!(line.starts_with("cpu (measured: plan "), "{line}");
+        // The GPU's warm-up (400 ms) is over 10× the best median (5 ms): never timed.
+        assert_eq!(gpu_runs.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert!(won.run(std::slice::from_ref(&x)).is_ok());
+    }
+
+    #[test]
+    fn near_ties_keep_the_earlier_candidate() {
+        assert!(beats(9.8, Some(10.0)));
+        assert!(!beats(9.95, Some(10.0)));
+        assert!(!beats(10.5, Some(10.0)));
+        assert!(beats(1e9, None));
     }
 }

@@ -75,6 +75,10 @@ enum Cmd {
         /// device's profile, see `profile`; $ULAYER_PROFILE names a profile file).
         #[arg(long, default_value = "cpu")]
         mechanism: String,
+        /// ulayer, ulayer+branch: time the plan as planned, without first measuring it
+        /// against the CPU alone and the GPU alone and running the fastest.
+        #[arg(long)]
+        no_fallback: bool,
         #[arg(long)]
         json: bool,
     },
@@ -278,6 +282,7 @@ fn run(cli: Cli) -> Result<()> {
             precision,
             threads,
             mechanism,
+            no_fallback,
             json,
         } => {
             let req = BenchRequest {
@@ -289,6 +294,7 @@ fn run(cli: Cli) -> Result<()> {
                 traces: false,
                 mechanism,
                 min_duration_ms: 0,
+                measured_fallback: !no_fallback,
             };
             let show = !json && std::io::stderr().is_terminal();
             let report = ulayer::agent::bench(&req, &data_dir, |done, total| {
@@ -312,6 +318,9 @@ fn run(cli: Cli) -> Result<()> {
                 l.runs,
                 report.warmup
             );
+            if let Some(e) = &report.executed {
+                println!("executed: {e}");
+            }
             println!(
                 "latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  mean {:.3}  std {:.3}",
                 l.p50_ms, l.p90_ms, l.p99_ms, l.mean_ms, l.std_ms
