@@ -196,34 +196,31 @@ pub fn prepare(
                 Precision::Quint8 => Some(quantized()?),
                 _ => None,
             };
-            let build = |m: Mechanism, gpu: VulkanBackend| -> Result<Box<dyn Runner>> {
-                let plan = coop::plan(
-                    &model.graph,
-                    &prof,
-                    &id,
-                    &PlanOptions {
-                        mechanism: m,
-                        precision,
-                        predictor: Which::Kernel,
-                        rows: true,
-                    },
-                )?;
-                let (c, g, s, b) = plan.counts();
-                tracing::info!(
-                    mechanism = %m, cpu = c, gpu = g, split = s, branches = b,
-                    predicted_ms = plan.predicted_ms, "plan"
-                );
-                let cpu = CpuBackend::new(threads)?;
-                Ok(Box::new(CoopExecutor::new(
-                    &model.graph,
-                    q.as_ref(),
-                    cpu,
-                    gpu,
-                    plan,
-                    &id,
-                )?))
-            };
-            let planned = build(mech, gpu)?;
+            let plan = coop::plan(
+                &model.graph,
+                &prof,
+                &id,
+                &PlanOptions {
+                    mechanism: mech,
+                    precision,
+                    predictor: Which::Kernel,
+                    rows: true,
+                },
+            )?;
+            let (c, g, s, b) = plan.counts();
+            tracing::info!(
+                mechanism = %mech, cpu = c, gpu = g, split = s, branches = b,
+                predicted_ms = plan.predicted_ms, "plan"
+            );
+            let cpu = CpuBackend::new(threads)?;
+            let planned: Box<dyn Runner> = Box::new(CoopExecutor::new(
+                &model.graph,
+                q.as_ref(),
+                cpu,
+                gpu,
+                plan,
+                &id,
+            )?);
             let predictor = coop::predict::evaluate(&prof);
             if !measured_fallback || !matches!(mech, Mechanism::Ulayer | Mechanism::UlayerBranch) {
                 return Ok(Prepared {
@@ -232,17 +229,30 @@ pub fn prepare(
                     executed: Some(format!("the {mech} plan")),
                 });
             }
+            // The single-processor candidates are exactly what the `cpu` and `gpu`
+            // mechanisms run, at this mechanism's processor precisions.
+            let (cpu_prec, gpu_prec) = Mechanism::processor_precisions(precision);
+            let cpu_only: Box<dyn Runner> = match &q {
+                Some(q) => Box::new(Executor::new_quantized(q, CpuBackend::new(threads)?)?),
+                None => Box::new(Executor::new(
+                    &model.graph,
+                    CpuBackend::new(threads)?,
+                    cpu_prec,
+                )?),
+            };
+            let gpu_only: Box<dyn Runner> = match &q {
+                Some(q) => Box::new(Executor::new_quantized(q, VulkanBackend::new()?)?),
+                None => Box::new(Executor::new(
+                    &model.graph,
+                    VulkanBackend::new()?,
+                    gpu_prec,
+                )?),
+            };
             let input = super::bench::bench_input(&model.input.shape);
             let candidates = vec![
                 (format!("the {mech} plan"), planned),
-                (
-                    "the whole network on the CPU".to_string(),
-                    build(Mechanism::Cpu, VulkanBackend::new()?)?,
-                ),
-                (
-                    "the whole network on the GPU".to_string(),
-                    build(Mechanism::Gpu, VulkanBackend::new()?)?,
-                ),
+                ("the CPU alone".to_string(), cpu_only),
+                ("the GPU alone".to_string(), gpu_only),
             ];
             let (runner, executed) = fastest(candidates, &input)?;
             tracing::info!(%executed, "measured fallback");
@@ -255,8 +265,8 @@ pub fn prepare(
     }
 }
 
-/// Runs of each candidate timed by [`fastest`] after one warm-up run.
-const FALLBACK_RUNS: usize = 3;
+/// Rounds of [`fastest`]: each round times one run of every candidate still in the race.
+const FALLBACK_ROUNDS: usize = 5;
 /// A later candidate replaces the best so far only when faster by more than this share:
 /// measurement noise does not flip the choice away from the plan.
 const FALLBACK_MARGIN: f64 = 0.01;
@@ -266,49 +276,62 @@ fn beats(median: f64, best: Option<f64>) -> bool {
     best.is_none_or(|b| median < (1.0 - FALLBACK_MARGIN) * b)
 }
 
-/// The measured fallback: each candidate runs once to warm up and then up to
-/// [`FALLBACK_RUNS`] timed times; a candidate stops early when it cannot win (warm-up over
-/// 10× the best median so far, or first timed run over 1.5×; its figure is then that run's).
-/// The lowest median wins; a later candidate must beat the best so far by more than
-/// [`FALLBACK_MARGIN`], so near-ties keep the earlier one (the plan first). Returns
-/// the winner and a line naming every candidate's figure.
+fn time_run(r: &mut Box<dyn Runner>, inputs: &[Tensor]) -> Result<f64> {
+    let t0 = std::time::Instant::now();
+    r.run(inputs)?;
+    Ok(t0.elapsed().as_secs_f64() * 1e3)
+}
+
+/// The measured fallback. Every candidate runs once to warm up; then [`FALLBACK_ROUNDS`]
+/// rounds time one run of each candidate in turn (interleaved, so that a machine that
+/// speeds up or slows down meanwhile affects all alike). A candidate leaves the race when it
+/// cannot win: a warm-up over 10× the fastest warm-up, or a timed run over 1.5× the round's
+/// fastest. The lowest median wins; a later candidate must beat an earlier one by more than
+/// [`FALLBACK_MARGIN`], so near-ties keep the earlier one (the plan first). Returns the
+/// winner and a line naming every candidate's median (or warm-up, for one that left early).
 pub fn fastest(
     mut candidates: Vec<(String, Box<dyn Runner>)>,
     input: &Tensor,
 ) -> Result<(Box<dyn Runner>, String)> {
     let inputs = std::slice::from_ref(input);
-    let mut best: Option<(f64, usize)> = None;
-    let mut timed = Vec::with_capacity(candidates.len());
-    for (i, (_, r)) in candidates.iter_mut().enumerate() {
-        let t0 = std::time::Instant::now();
-        r.run(inputs)?;
-        let warm_ms = t0.elapsed().as_secs_f64() * 1e3;
-        // The warm-up also creates pipelines and fills caches; even so, ten times the best
-        // median cannot win.
-        if best.is_some_and(|(b, _)| warm_ms > 10.0 * b) {
-            timed.push(warm_ms);
-            continue;
-        }
-        let mut ms = Vec::with_capacity(FALLBACK_RUNS);
-        for k in 0..FALLBACK_RUNS {
-            let t0 = std::time::Instant::now();
-            r.run(inputs)?;
-            ms.push(t0.elapsed().as_secs_f64() * 1e3);
-            if k == 0 && best.is_some_and(|(b, _)| ms[0] > 1.5 * b) {
-                break;
+    let n = candidates.len();
+    let mut warm = Vec::with_capacity(n);
+    for (_, r) in candidates.iter_mut() {
+        warm.push(time_run(r, inputs)?);
+    }
+    let fastest_warm = warm.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut alive: Vec<bool> = warm.iter().map(|&w| w <= 10.0 * fastest_warm).collect();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); n];
+    for _ in 0..FALLBACK_ROUNDS {
+        let mut round = vec![f64::INFINITY; n];
+        for (i, (_, r)) in candidates.iter_mut().enumerate() {
+            if alive[i] {
+                round[i] = time_run(r, inputs)?;
+                times[i].push(round[i]);
             }
         }
-        ms.sort_by(f64::total_cmp);
-        let median = ms[ms.len() / 2];
-        if beats(median, best.map(|(b, _)| b)) {
-            best = Some((median, i));
+        let low = round.iter().copied().fold(f64::INFINITY, f64::min);
+        for i in 0..n {
+            alive[i] = alive[i] && round[i] <= 1.5 * low;
         }
-        timed.push(median);
+    }
+    let figure: Vec<f64> = (0..n)
+        .map(|i| {
+            let mut t = times[i].clone();
+            t.sort_by(f64::total_cmp);
+            t.get(t.len() / 2).copied().unwrap_or(warm[i])
+        })
+        .collect();
+    let mut best: Option<(f64, usize)> = None;
+    for (i, &f) in figure.iter().enumerate() {
+        if !times[i].is_empty() && beats(f, best.map(|(b, _)| b)) {
+            best = Some((f, i));
+        }
     }
     let winner = best.map_or(0, |(_, i)| i);
     let line = candidates
         .iter()
-        .zip(&timed)
+        .zip(&figure)
         .map(|((name, _), ms)| format!("{name} {ms:.3} ms"))
         .collect::<Vec<_>>()
         .join(", ");
