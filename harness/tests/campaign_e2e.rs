@@ -181,3 +181,34 @@ fn validate_names_line_and_column_of_bad_campaigns() {
         assert!(o.status.success(), "{demo}: {}", text(&o));
     }
 }
+
+/// A configuration whose clock fit is refused is measured again, once, and says so.
+#[test]
+fn a_refused_clock_fit_is_measured_again_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = campaign(
+        tmp.path(),
+        "again",
+        "models = [\"squeezenet1.1\"]\nmechanisms = [\"cpu\"]\nprecisions = [\"f32\"]",
+        "kind = \"simulated\"\nvoltage = 4.0",
+        "",
+    );
+    let out = tmp.path().join("results");
+    let o = run(
+        &path,
+        &out,
+        &[],
+        &[("ULAB_FAULT", "refuse-fit=squeezenet1.1/cpu/f32")],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("measuring again (attempt 2)"),
+        "{}",
+        text(&o)
+    );
+    let power = result(&out, "squeezenet1.1__cpu__f32").power;
+    let note = power.note.clone().unwrap_or_default();
+    assert!(note.contains("measured 2 times"), "{power:?}");
+    assert!(power.samples > 1000, "{power:?}");
+    assert_eq!(checkpoint(&out).finished.len(), 1);
+}
