@@ -178,12 +178,12 @@ pub fn prepare(
         }),
         Mechanism::Gpu => {
             let gpu = VulkanBackend::new()?;
-            let r: Box<dyn Runner> = match precision {
-                Precision::Quint8 => Box::new(Executor::new_quantized(&quantized()?, gpu)?),
-                p => Box::new(Executor::new(&model.graph, gpu, p)?),
+            let q = match precision {
+                Precision::Quint8 => Some(quantized()?),
+                _ => None,
             };
             Ok(Prepared {
-                runner: r,
+                runner: whole_network(model, q.as_ref(), gpu, precision)?,
                 predictor: Vec::new(),
                 executed: None,
             })
@@ -232,22 +232,8 @@ pub fn prepare(
             // The single-processor candidates are exactly what the `cpu` and `gpu`
             // mechanisms run, at this mechanism's processor precisions.
             let (cpu_prec, gpu_prec) = Mechanism::processor_precisions(precision);
-            let cpu_only: Box<dyn Runner> = match &q {
-                Some(q) => Box::new(Executor::new_quantized(q, CpuBackend::new(threads)?)?),
-                None => Box::new(Executor::new(
-                    &model.graph,
-                    CpuBackend::new(threads)?,
-                    cpu_prec,
-                )?),
-            };
-            let gpu_only: Box<dyn Runner> = match &q {
-                Some(q) => Box::new(Executor::new_quantized(q, VulkanBackend::new()?)?),
-                None => Box::new(Executor::new(
-                    &model.graph,
-                    VulkanBackend::new()?,
-                    gpu_prec,
-                )?),
-            };
+            let cpu_only = whole_network(model, q.as_ref(), CpuBackend::new(threads)?, cpu_prec)?;
+            let gpu_only = whole_network(model, q.as_ref(), VulkanBackend::new()?, gpu_prec)?;
             let input = super::bench::bench_input(&model.input.shape);
             let candidates = vec![
                 (format!("the {mech} plan"), planned),
@@ -263,6 +249,20 @@ pub fn prepare(
             })
         }
     }
+}
+
+/// The whole network on one processor's `backend`: the quantized model `q` when given (QUInt8),
+/// else the graph at `precision`.
+fn whole_network<B: crate::backend::Backend + 'static>(
+    model: &LoadedModel,
+    q: Option<&crate::quant::QuantizedModel>,
+    backend: B,
+    precision: Precision,
+) -> Result<Box<dyn Runner>> {
+    Ok(match q {
+        Some(q) => Box::new(Executor::new_quantized(q, backend)?),
+        None => Box::new(Executor::new(&model.graph, backend, precision)?),
+    })
 }
 
 /// Rounds of [`fastest`]: each round times one run of every candidate still in the race.
