@@ -121,3 +121,64 @@ fn vulkan_zoo_slices_tile_the_whole() {
     assert_eq!(sliced[0].data(), whole[0].data());
     assert!(trace.layers.len() > graph.nodes.len());
 }
+
+/// The whole network recorded into one command buffer (activations resident on the GPU, the
+/// `gpu` mechanism's runner) computes exactly what the per-layer path computes — same
+/// shaders, same buffers' contents — in both memory models, at F32 and F16, on a network with
+/// concatenations (SqueezeNet) and one with residual adds (EfficientNet-Lite0); its spans
+/// come from per-layer GPU timestamps, ordered and inside the inference, and the staged
+/// model's upload and download are accounted as transfer time.
+#[test]
+fn vulkan_whole_network_equals_per_layer() {
+    use ulayer::backend::vulkan::{GpuNetwork, MemoryModel, VulkanOptions};
+    use ulayer::coop::Runner;
+    let Some(_) = backend() else { return };
+    // Each network in both memory models and both precisions, paired to bound lavapipe's time.
+    let cases = [
+        ("squeezenet1.1", MemoryModel::Unified, Precision::F32),
+        ("squeezenet1.1", MemoryModel::Staged, Precision::F16),
+        ("efficientnet-lite0", MemoryModel::Staged, Precision::F32),
+        ("efficientnet-lite0", MemoryModel::Unified, Precision::F16),
+    ];
+    for (name, memory, precision) in cases {
+        let graph = ulayer::zoo::build_seeded(name, 5)
+            .unwrap()
+            .optimized()
+            .unwrap();
+        let x = input(&graph.inputs[0].shape);
+        let opts = || VulkanOptions {
+            device: None,
+            memory: Some(memory),
+        };
+        let mut per_layer =
+            Executor::new(&graph, backend_with(opts()).unwrap(), precision).unwrap();
+        let want = per_layer.run(std::slice::from_ref(&x)).unwrap().0;
+        let exec = Executor::new(&graph, backend_with(opts()).unwrap(), precision).unwrap();
+        let mut net = GpuNetwork::new(exec).unwrap();
+        // Twice: the recorded command buffer is resubmitted.
+        for round in 0..2 {
+            let (got, trace) = Runner::run(&mut net, std::slice::from_ref(&x)).unwrap();
+            assert_eq!(
+                got[0].data(),
+                want[0].data(),
+                "{name} {memory:?} {precision} round {round}"
+            );
+            assert_eq!(trace.layers.len(), graph.nodes.len());
+            let mut last = trace.start_ns;
+            for l in &trace.layers {
+                assert!(
+                    l.start_ns >= last && l.end_ns >= l.start_ns,
+                    "{name}: span of {} out of order",
+                    l.node
+                );
+                last = l.end_ns;
+            }
+            assert!(last <= trace.end_ns);
+            let transfer: u64 = trace.layers.iter().map(|l| l.transfer_ns).sum();
+            match memory {
+                MemoryModel::Staged => assert!(transfer > 0, "{name}: staged, no transfer"),
+                MemoryModel::Unified => assert_eq!(transfer, 0),
+            }
+        }
+    }
+}

@@ -1,6 +1,5 @@
 //! Timing inference: warm-up, measured runs, latency statistics and per-layer times.
 use super::{load_model, resolve_threads};
-use crate::exec::Executor;
 use crate::protocol::{BenchReport, BenchRequest, LatencyStats, LayerTiming};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
@@ -38,20 +37,18 @@ pub fn bench(
         "gpu" => {
             let gpu = crate::backend::vulkan::VulkanBackend::new()?;
             tracing::info!(device = %gpu.info().name, memory = gpu.memory_description(), "bench on the GPU");
-            let exec = match req.precision {
-                // The same calibration as the CPU's QUInt8 path (every bundled photo).
-                crate::backend::Precision::Quint8 => {
-                    let q = super::quant::quantize_model(
-                        &model,
-                        crate::quant::CalibrationMethod::default(),
-                        threads,
-                        data_dir,
-                        |_| true,
-                    )?;
-                    Executor::new_quantized(&q, gpu)?
-                }
-                p => Executor::new(&model.graph, gpu, p)?,
+            // The same calibration as the CPU's QUInt8 path (every bundled photo).
+            let q = match req.precision {
+                crate::backend::Precision::Quint8 => Some(super::quant::quantize_model(
+                    &model,
+                    crate::quant::CalibrationMethod::default(),
+                    threads,
+                    data_dir,
+                    |_| true,
+                )?),
+                _ => None,
             };
+            let exec = super::coop::gpu_network(&model, q.as_ref(), gpu, req.precision)?;
             timed(req, &model, &stats, threads, exec, progress)
         }
         // The cooperative mechanisms (see `agent::coop`), and the error listing every valid

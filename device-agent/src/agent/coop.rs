@@ -183,7 +183,7 @@ pub fn prepare(
                 _ => None,
             };
             Ok(Prepared {
-                runner: whole_network(model, q.as_ref(), gpu, precision)?,
+                runner: gpu_network(model, q.as_ref(), gpu, precision)?,
                 predictor: Vec::new(),
                 executed: None,
             })
@@ -233,7 +233,7 @@ pub fn prepare(
             // mechanisms run, at this mechanism's processor precisions.
             let (cpu_prec, gpu_prec) = Mechanism::processor_precisions(precision);
             let cpu_only = whole_network(model, q.as_ref(), CpuBackend::new(threads)?, cpu_prec)?;
-            let gpu_only = whole_network(model, q.as_ref(), VulkanBackend::new()?, gpu_prec)?;
+            let gpu_only = gpu_network(model, q.as_ref(), VulkanBackend::new()?, gpu_prec)?;
             let input = super::bench::bench_input(&model.input.shape);
             let candidates = vec![
                 (format!("the {mech} plan"), planned),
@@ -263,6 +263,22 @@ fn whole_network<B: crate::backend::Backend + 'static>(
         Some(q) => Box::new(Executor::new_quantized(q, backend)?),
         None => Box::new(Executor::new(&model.graph, backend, precision)?),
     })
+}
+
+/// The whole network on the GPU as the `gpu` mechanism runs it: at F32 and F16 recorded into
+/// one command buffer with activations resident on the GPU ([`GpuNetwork`]; one submission
+/// per inference), at QUInt8 (or with `ULAYER_GPU_PER_LAYER=1`) layer by layer.
+pub(super) fn gpu_network(
+    model: &LoadedModel,
+    q: Option<&crate::quant::QuantizedModel>,
+    gpu: VulkanBackend,
+    precision: Precision,
+) -> Result<Box<dyn Runner>> {
+    if q.is_none() && crate::backend::vulkan::records_whole(precision) {
+        let exec = Executor::new(&model.graph, gpu, precision)?;
+        return Ok(Box::new(crate::backend::vulkan::GpuNetwork::new(exec)?));
+    }
+    whole_network(model, q, gpu, precision)
 }
 
 /// Rounds of [`fastest`]: each round times one run of every candidate still in the race.

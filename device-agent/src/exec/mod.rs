@@ -20,7 +20,7 @@ use trace::{monotonic_ns, LayerSpan, Trace};
 
 /// Where a step reads a value from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Source {
+pub(crate) enum Source {
     /// The `i`-th graph input, as passed to `run`.
     Input(usize),
     /// Buffer slot `i`.
@@ -29,13 +29,14 @@ enum Source {
 
 /// One prepared node.
 #[derive(Debug)]
-struct Step<P> {
-    node: String,
-    kind: &'static str,
-    prepared: P,
-    inputs: Vec<Source>,
-    slot: usize,
-    shape: Vec<usize>,
+pub(crate) struct Step<P> {
+    pub(crate) node: String,
+    pub(crate) kind: &'static str,
+    pub(crate) prepared: P,
+    pub(crate) inputs: Vec<Source>,
+    /// The buffer slot it writes.
+    pub(crate) slot: usize,
+    pub(crate) shape: Vec<usize>,
     /// The output's quantization (quantized execution).
     out_q: Option<QParams>,
 }
@@ -216,6 +217,32 @@ impl<B: Backend> Executor<B> {
         self.slots.len()
     }
 
+    /// The prepared layers in execution order, for runners that record the whole network at
+    /// once (the GPU's [`crate::backend::vulkan::GpuNetwork`]).
+    pub(crate) fn steps(&self) -> &[Step<B::Prepared>] {
+        &self.steps
+    }
+
+    /// Elements of each buffer slot.
+    pub(crate) fn slot_lens(&self) -> Vec<usize> {
+        self.slots.iter().map(Value::len).collect()
+    }
+
+    /// The shape of each graph input.
+    pub(crate) fn input_shapes(&self) -> Vec<Vec<usize>> {
+        self.inputs.iter().map(|(_, s)| s.clone()).collect()
+    }
+
+    /// Where each graph output is read from.
+    pub(crate) fn output_sources(&self) -> &[Source] {
+        &self.outputs
+    }
+
+    /// The precision it was prepared at.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
     /// Runs one inference; returns the graph outputs and the per-layer trace (whole slices).
     pub fn run(&mut self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Trace)> {
         self.run_sliced(inputs, |_, shape| vec![Slice::whole(shape)])
@@ -352,7 +379,8 @@ impl<B: Backend> Executor<B> {
         Ok((outs, trace))
     }
 
-    fn check_inputs(&self, inputs: &[Tensor]) -> Result<()> {
+    /// Checks the count and shapes of the graph inputs; the error names the input.
+    pub(crate) fn check_inputs(&self, inputs: &[Tensor]) -> Result<()> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::Graph {
                 graph: self.graph.clone(),

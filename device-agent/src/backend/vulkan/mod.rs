@@ -48,10 +48,12 @@ use std::sync::{Arc, Mutex};
 mod context;
 pub mod device;
 mod memory;
+mod network;
 pub mod shaders;
 pub mod timing;
 
 pub use device::{list_devices, DeviceInfo, MemoryModel};
+pub use network::{records_whole, GpuNetwork};
 pub use timing::Calibration;
 
 /// A buffer a dispatch binds.
@@ -912,6 +914,22 @@ impl VulkanBackend {
     /// Saves the pipeline cache now (it is also saved when the backend is dropped).
     pub fn save_pipeline_cache(&self) {
         self.ctx.save_pipeline_cache();
+    }
+
+    /// The clock calibration, measured again first when older than [`timing::REFRESH_NS`].
+    pub(crate) fn fresh_calibration(&self) -> Result<Option<Calibration>> {
+        let mut st = self.lock();
+        if st
+            .calib
+            .is_some_and(|c| monotonic_ns().saturating_sub(c.at_ns) > timing::REFRESH_NS)
+        {
+            st.calibrate()?;
+        }
+        Ok(st.calib)
+    }
+
+    pub(crate) fn ctx(&self) -> &Arc<Context> {
+        &self.ctx
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RunState> {
