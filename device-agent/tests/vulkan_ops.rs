@@ -104,6 +104,8 @@ fn backends() -> Vec<VulkanBackend> {
     if let Some(b2) = backend_with(VulkanOptions {
         device: None,
         memory: Some(other),
+        // And the other choice of 1×1 shader for small outputs: both are checked.
+        small_tiles: Some(!v[0].small_tiles()),
     }) {
         v.push(b2);
     }
@@ -143,6 +145,19 @@ fn vulkan_conv2d_general_pointwise_depthwise_grouped() {
             Activation::None,
         ),
         (1, 16, 8, 8, 24, [1, 1], 1, 1, [0, 0, 0, 0], 1, relu6),
+        (
+            2,
+            33,
+            7,
+            9,
+            40,
+            [1, 1],
+            1,
+            1,
+            [0, 0, 0, 0],
+            1,
+            Activation::Relu,
+        ),
         (
             1,
             70,

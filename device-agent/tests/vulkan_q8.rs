@@ -192,6 +192,8 @@ fn backends() -> Vec<VulkanBackend> {
     if let Some(b2) = backend_with(VulkanOptions {
         device: None,
         memory: Some(other),
+        // And the other choice of 1×1 shader for small outputs: both are checked.
+        small_tiles: Some(!v[0].small_tiles()),
     }) {
         v.push(b2);
     }
@@ -384,12 +386,14 @@ fn vulkan_q8_staged_transfers_are_timed() {
     let Some(b) = backend_with(VulkanOptions {
         device: None,
         memory: Some(MemoryModel::Staged),
+        small_tiles: None,
     }) else {
         return;
     };
     let Some(u) = backend_with(VulkanOptions {
         device: None,
         memory: Some(MemoryModel::Unified),
+        small_tiles: None,
     }) else {
         return;
     };

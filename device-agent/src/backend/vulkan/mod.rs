@@ -219,6 +219,10 @@ pub struct VulkanOptions {
     pub device: Option<String>,
     /// Memory model; `None`: `ULAYER_VK_MEMORY`, else the device's natural one.
     pub memory: Option<MemoryModel>,
+    /// Whether 1×1 convolutions with few 64×64 output tiles use the small-tile shader
+    /// (`conv2d_pw_small`); `None`: on GPUs yes, on CPU devices (lavapipe) no, where the larger
+    /// tiles' fewer barriers pay more than the extra work groups.
+    pub small_tiles: Option<bool>,
 }
 
 /// A node prepared for the GPU.
@@ -827,6 +831,7 @@ thread_local! {
 pub struct VulkanBackend {
     ctx: Arc<Context>,
     state: Mutex<RunState>,
+    small_tiles: bool,
 }
 
 impl std::fmt::Debug for VulkanBackend {
@@ -866,15 +871,23 @@ impl VulkanBackend {
         };
         let ctx = Arc::new(Context::new(device.as_deref(), memory)?);
         let state = RunState::new(&ctx)?;
+        let small_tiles = opts.small_tiles.unwrap_or(ctx.info.device_type != "cpu");
         Ok(VulkanBackend {
             ctx,
             state: Mutex::new(state),
+            small_tiles,
         })
     }
 
     /// The device in use.
     pub fn info(&self) -> &DeviceInfo {
         &self.ctx.info
+    }
+
+    /// Whether small outputs of 1×1 convolutions use the small-tile shader (see
+    /// [`VulkanOptions::small_tiles`]).
+    pub fn small_tiles(&self) -> bool {
+        self.small_tiles
     }
 
     /// The memory model in use.
@@ -968,7 +981,8 @@ impl Backend for VulkanBackend {
                 format!("output shape {output_shape:?} given, the op produces {expected:?}"),
             ));
         }
-        let (kernel, params) = prepare_op(name, &node.op, input_shapes, output_shape)?;
+        let (kernel, params) =
+            prepare_op(name, &node.op, input_shapes, output_shape, self.small_tiles)?;
         for s in kernel.shaders() {
             self.ctx
                 .pipeline(s, variant)
@@ -1033,7 +1047,7 @@ impl Backend for VulkanBackend {
             Op::Constant(t) => Some(QTensor::quantize(t, q.output).data().to_vec()),
             _ => None,
         };
-        let (kernel, params) = prepare_op(name, &op, input_shapes, output_shape)?;
+        let (kernel, params) = prepare_op(name, &op, input_shapes, output_shape, self.small_tiles)?;
         if constant.is_none() {
             for s in kernel.shaders() {
                 self.ctx
@@ -1200,11 +1214,18 @@ fn dequantized_op(node: &str, op: &Op, q: &QuantNode<'_>) -> Result<Op> {
     })
 }
 
-/// Prepares the kernel of one op (the per-op code lives in `ops/<op>/vulkan.rs`).
-fn prepare_op(node: &str, op: &Op, ins: &[&[usize]], out: &[usize]) -> Result<Prepared> {
+/// Prepares the kernel of one op (the per-op code lives in `ops/<op>/vulkan.rs`);
+/// `small_tiles`: see [`VulkanOptions::small_tiles`].
+fn prepare_op(
+    node: &str,
+    op: &Op,
+    ins: &[&[usize]],
+    out: &[usize],
+    small_tiles: bool,
+) -> Result<Prepared> {
     use crate::ops;
     match op {
-        Op::Conv2d(c) => ops::conv2d::vulkan::prepare(node, c, ins[0], out),
+        Op::Conv2d(c) => ops::conv2d::vulkan::prepare(node, c, ins[0], out, small_tiles),
         Op::Gemm(g) => ops::gemm::vulkan::prepare(node, g, ins[0], out),
         Op::Activation(a) => ops::activation::vulkan::prepare(node, *a, None, out),
         Op::Dropout => ops::activation::vulkan::prepare(node, ops::Activation::None, None, out),

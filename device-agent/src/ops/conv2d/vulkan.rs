@@ -1,6 +1,7 @@
 //! Convolution on the GPU: an implicit matrix product (`conv2d.comp`, one dispatch per group
-//! touching the slice) with a 1×1 fast path (`conv2d_1x1`) and a depthwise shader
-//! (`conv2d_dw.comp`). Weights keep their `[oc, icg, kh, kw]` layout: row `oc` of the A matrix.
+//! touching the slice) with a 1×1 fast path (`conv2d_1x1`), a 1×1 path for small outputs
+//! (`conv2d_pw_small.comp`: 16×16 tiles where 64×64 ones would leave the GPU idle) and a
+//! depthwise shader (`conv2d_dw.comp`). Weights keep their `[oc, icg, kh, kw]` layout: row `oc` of the A matrix.
 use super::Conv2d;
 use crate::backend::vulkan::{groups_1d, pf, pu, Bind, Dispatch, Prepared, VkKernel};
 use crate::tensor::Slice;
@@ -21,7 +22,13 @@ struct VkConv {
     groups: usize,
     lo: f32,
     hi: f32,
+    /// 1×1 only: small outputs use `conv2d_pw_small`.
+    small_tiles: bool,
 }
+
+/// A 1×1 slice with fewer 64×64 output tiles than this runs on 16×16 tiles (when enabled):
+/// below it a large GPU has more compute units than work groups.
+const SMALL_TILE_THRESHOLD: usize = 64;
 
 /// Prepares `c` for an input of shape `input` and an output of shape `output`.
 pub(crate) fn prepare(
@@ -29,6 +36,7 @@ pub(crate) fn prepare(
     c: &Conv2d,
     input: &[usize],
     output: &[usize],
+    small_tiles: bool,
 ) -> Result<Prepared> {
     let [n, ch, h, w] = crate::ops::expect_nchw(node, "input", input)?;
     let oc = c.out_channels();
@@ -58,6 +66,7 @@ pub(crate) fn prepare(
         groups: c.groups,
         lo,
         hi,
+        small_tiles: small_tiles && c.is_pointwise(),
     };
     // Indices must fit the shaders' 32-bit arithmetic.
     pu(node, n * ch * h * w)?;
@@ -68,7 +77,11 @@ pub(crate) fn prepare(
 
 impl VkKernel for VkConv {
     fn shaders(&self) -> Vec<&'static str> {
-        vec![self.shader]
+        if self.small_tiles {
+            vec![self.shader, "conv2d_pw_small"]
+        } else {
+            vec![self.shader]
+        }
     }
 
     fn dispatches(&self, s: &Slice, out: &mut Vec<Dispatch>) -> Result<()> {
@@ -144,7 +157,17 @@ impl VkKernel for VkConv {
                 pf(self.lo),
                 pf(self.hi),
             ];
-            let groups = [u((nr * ow).div_ceil(64))?, u((b - a).div_ceil(64))?, u(n)?];
+            let tiles = (nr * ow).div_ceil(64) * (b - a).div_ceil(64) * n;
+            let (shader, tile) = if self.small_tiles && tiles < SMALL_TILE_THRESHOLD {
+                ("conv2d_pw_small", 16)
+            } else {
+                (self.shader, 64)
+            };
+            let groups = [
+                u((nr * ow).div_ceil(tile))?,
+                u((b - a).div_ceil(tile))?,
+                u(n)?,
+            ];
             if groups[0] > 65535 || groups[1] > 65535 || groups[2] > 65535 {
                 return Err(crate::Error::node(
                     node,
@@ -152,7 +175,7 @@ impl VkKernel for VkConv {
                 ));
             }
             out.push(Dispatch {
-                shader: self.shader,
+                shader,
                 binds,
                 push,
                 groups,
