@@ -1,6 +1,7 @@
 //! Convolution on the GPU: an implicit matrix product (`conv2d.comp`, one dispatch per group
 //! touching the slice) with a 1×1 fast path (`conv2d_1x1`), a 1×1 path for small outputs
-//! (`conv2d_pw_small.comp`: 16×16 tiles where 64×64 ones would leave the GPU idle) and a
+//! (`conv2d_pw_small.comp`: 8×8 tiles, K split four ways, where 64×64 tiles would leave
+//! the GPU idle) and a
 //! depthwise shader (`conv2d_dw.comp`). Weights keep their `[oc, icg, kh, kw]` layout: row `oc` of the A matrix.
 use super::Conv2d;
 use crate::backend::vulkan::{groups_1d, pf, pu, Bind, Dispatch, Prepared, VkKernel};
@@ -26,8 +27,8 @@ struct VkConv {
     small_tiles: bool,
 }
 
-/// A 1×1 slice with fewer 64×64 output tiles than this runs on 16×16 tiles (when enabled):
-/// below it a large GPU has more compute units than work groups.
+/// A 1×1 slice with fewer 64×64 output tiles than this runs on 8×8 tiles with K split four
+/// ways (when enabled): below it a large GPU has more compute units than work groups.
 const SMALL_TILE_THRESHOLD: usize = 64;
 
 /// Prepares `c` for an input of shape `input` and an output of shape `output`.
@@ -159,7 +160,7 @@ impl VkKernel for VkConv {
             ];
             let tiles = (nr * ow).div_ceil(64) * (b - a).div_ceil(64) * n;
             let (shader, tile) = if self.small_tiles && tiles < SMALL_TILE_THRESHOLD {
-                ("conv2d_pw_small", 16)
+                ("conv2d_pw_small", 8)
             } else {
                 (self.shader, 64)
             };
