@@ -21,7 +21,7 @@
 mod vulkan_common;
 
 use ulayer::backend::cpu::CpuBackend;
-use ulayer::backend::vulkan::{MemoryModel, VulkanBackend, VulkanOptions};
+use ulayer::backend::vulkan::{ConvShaders, MemoryModel, VulkanBackend, VulkanOptions};
 use ulayer::backend::{Backend, Precision};
 use ulayer::graph::Node;
 use ulayer::ops::{self, Activation, Conv2d, Gemm, Lrn, Op, Pad, Pool};
@@ -192,10 +192,20 @@ fn backends() -> Vec<VulkanBackend> {
     if let Some(b2) = backend_with(VulkanOptions {
         device: None,
         memory: Some(other),
-        // And the other choice of 1×1 shader for small outputs: both are checked.
-        small_tiles: Some(!v[0].small_tiles()),
+        // And the other convolution shaders: every kind is checked.
+        conv: Some(match v[0].conv_shaders() {
+            ConvShaders::Direct => ConvShaders::SmallTiles,
+            _ => ConvShaders::Direct,
+        }),
     }) {
         v.push(b2);
+    }
+    if let Some(b3) = backend_with(VulkanOptions {
+        device: None,
+        memory: None,
+        conv: Some(ConvShaders::Tiled),
+    }) {
+        v.push(b3);
     }
     v
 }
@@ -386,14 +396,14 @@ fn vulkan_q8_staged_transfers_are_timed() {
     let Some(b) = backend_with(VulkanOptions {
         device: None,
         memory: Some(MemoryModel::Staged),
-        small_tiles: None,
+        conv: None,
     }) else {
         return;
     };
     let Some(u) = backend_with(VulkanOptions {
         device: None,
         memory: Some(MemoryModel::Unified),
-        small_tiles: None,
+        conv: None,
     }) else {
         return;
     };

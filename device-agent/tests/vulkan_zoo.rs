@@ -149,7 +149,7 @@ fn vulkan_whole_network_equals_per_layer() {
         let opts = || VulkanOptions {
             device: None,
             memory: Some(memory),
-            small_tiles: None,
+            conv: None,
         };
         let mut per_layer =
             Executor::new(&graph, backend_with(opts()).unwrap(), precision).unwrap();

@@ -219,10 +219,38 @@ pub struct VulkanOptions {
     pub device: Option<String>,
     /// Memory model; `None`: `ULAYER_VK_MEMORY`, else the device's natural one.
     pub memory: Option<MemoryModel>,
-    /// Whether 1×1 convolutions with few 64×64 output tiles use the small-tile shader
-    /// (`conv2d_pw_small`); `None`: on GPUs yes, on CPU devices (lavapipe) no, where the larger
-    /// tiles' fewer barriers pay more than the extra work groups.
-    pub small_tiles: Option<bool>,
+    /// Convolution shaders; `None`: `ULAYER_VK_CONV` (`tiled`, `small` or `direct`), else
+    /// [`ConvShaders::SmallTiles`] on GPUs and [`ConvShaders::Direct`] on CPU devices.
+    pub conv: Option<ConvShaders>,
+}
+
+/// Which shaders compute (non-depthwise) convolutions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvShaders {
+    /// Implicit matrix products on 64×64 output tiles staged in shared memory (`conv2d`,
+    /// `conv2d_1x1`).
+    Tiled,
+    /// As `Tiled`, and 1×1 outputs with fewer than 64 such tiles on 8×8 tiles with K split
+    /// four ways (`conv2d_pw_small`): late layers keep a large GPU busy. GPUs' default.
+    SmallTiles,
+    /// Barrier-free, shared-memory-free shaders, 8 channels of one pixel per invocation
+    /// (`conv2d_direct`, `conv2d_direct_1x1`): on a CPU Vulkan (lavapipe) invocations are SIMD
+    /// lanes and barriers are coroutine switches. CPU devices' default.
+    Direct,
+}
+
+impl ConvShaders {
+    /// From its name in `ULAYER_VK_CONV`.
+    pub fn parse(s: &str) -> Result<ConvShaders> {
+        match s {
+            "tiled" => Ok(ConvShaders::Tiled),
+            "small" => Ok(ConvShaders::SmallTiles),
+            "direct" => Ok(ConvShaders::Direct),
+            other => Err(Error::Other(format!(
+                "ULAYER_VK_CONV must be 'tiled', 'small' or 'direct', not '{other}'"
+            ))),
+        }
+    }
 }
 
 /// A node prepared for the GPU.
@@ -831,7 +859,7 @@ thread_local! {
 pub struct VulkanBackend {
     ctx: Arc<Context>,
     state: Mutex<RunState>,
-    small_tiles: bool,
+    conv: ConvShaders,
 }
 
 impl std::fmt::Debug for VulkanBackend {
@@ -871,11 +899,18 @@ impl VulkanBackend {
         };
         let ctx = Arc::new(Context::new(device.as_deref(), memory)?);
         let state = RunState::new(&ctx)?;
-        let small_tiles = opts.small_tiles.unwrap_or(ctx.info.device_type != "cpu");
+        let conv = match opts.conv {
+            Some(c) => c,
+            None => match std::env::var("ULAYER_VK_CONV").ok().as_deref() {
+                None | Some("") if ctx.info.device_type == "cpu" => ConvShaders::Direct,
+                None | Some("") => ConvShaders::SmallTiles,
+                Some(other) => ConvShaders::parse(other)?,
+            },
+        };
         Ok(VulkanBackend {
             ctx,
             state: Mutex::new(state),
-            small_tiles,
+            conv,
         })
     }
 
@@ -884,10 +919,9 @@ impl VulkanBackend {
         &self.ctx.info
     }
 
-    /// Whether small outputs of 1×1 convolutions use the small-tile shader (see
-    /// [`VulkanOptions::small_tiles`]).
-    pub fn small_tiles(&self) -> bool {
-        self.small_tiles
+    /// The convolution shaders in use (see [`VulkanOptions::conv`]).
+    pub fn conv_shaders(&self) -> ConvShaders {
+        self.conv
     }
 
     /// The memory model in use.
@@ -981,8 +1015,7 @@ impl Backend for VulkanBackend {
                 format!("output shape {output_shape:?} given, the op produces {expected:?}"),
             ));
         }
-        let (kernel, params) =
-            prepare_op(name, &node.op, input_shapes, output_shape, self.small_tiles)?;
+        let (kernel, params) = prepare_op(name, &node.op, input_shapes, output_shape, self.conv)?;
         for s in kernel.shaders() {
             self.ctx
                 .pipeline(s, variant)
@@ -1047,7 +1080,7 @@ impl Backend for VulkanBackend {
             Op::Constant(t) => Some(QTensor::quantize(t, q.output).data().to_vec()),
             _ => None,
         };
-        let (kernel, params) = prepare_op(name, &op, input_shapes, output_shape, self.small_tiles)?;
+        let (kernel, params) = prepare_op(name, &op, input_shapes, output_shape, self.conv)?;
         if constant.is_none() {
             for s in kernel.shaders() {
                 self.ctx
@@ -1215,17 +1248,17 @@ fn dequantized_op(node: &str, op: &Op, q: &QuantNode<'_>) -> Result<Op> {
 }
 
 /// Prepares the kernel of one op (the per-op code lives in `ops/<op>/vulkan.rs`);
-/// `small_tiles`: see [`VulkanOptions::small_tiles`].
+/// `conv`: see [`VulkanOptions::conv`].
 fn prepare_op(
     node: &str,
     op: &Op,
     ins: &[&[usize]],
     out: &[usize],
-    small_tiles: bool,
+    conv: ConvShaders,
 ) -> Result<Prepared> {
     use crate::ops;
     match op {
-        Op::Conv2d(c) => ops::conv2d::vulkan::prepare(node, c, ins[0], out, small_tiles),
+        Op::Conv2d(c) => ops::conv2d::vulkan::prepare(node, c, ins[0], out, conv),
         Op::Gemm(g) => ops::gemm::vulkan::prepare(node, g, ins[0], out),
         Op::Activation(a) => ops::activation::vulkan::prepare(node, *a, None, out),
         Op::Dropout => ops::activation::vulkan::prepare(node, ops::Activation::None, None, out),

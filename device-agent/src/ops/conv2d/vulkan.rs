@@ -1,10 +1,11 @@
 //! Convolution on the GPU: an implicit matrix product (`conv2d.comp`, one dispatch per group
 //! touching the slice) with a 1×1 fast path (`conv2d_1x1`), a 1×1 path for small outputs
 //! (`conv2d_pw_small.comp`: 8×8 tiles, K split four ways, where 64×64 tiles would leave
-//! the GPU idle) and a
+//! the GPU idle), barrier-free direct shaders for CPU Vulkan devices (`conv2d_direct.comp`)
+//! and a
 //! depthwise shader (`conv2d_dw.comp`). Weights keep their `[oc, icg, kh, kw]` layout: row `oc` of the A matrix.
 use super::Conv2d;
-use crate::backend::vulkan::{groups_1d, pf, pu, Bind, Dispatch, Prepared, VkKernel};
+use crate::backend::vulkan::{groups_1d, pf, pu, Bind, ConvShaders, Dispatch, Prepared, VkKernel};
 use crate::tensor::Slice;
 use crate::Result;
 
@@ -23,8 +24,9 @@ struct VkConv {
     groups: usize,
     lo: f32,
     hi: f32,
-    /// 1×1 only: small outputs use `conv2d_pw_small`.
-    small_tiles: bool,
+    /// Which shaders (see [`ConvShaders`]).
+    conv: ConvShaders,
+    pointwise: bool,
 }
 
 /// A 1×1 slice with fewer 64×64 output tiles than this runs on 8×8 tiles with K split four
@@ -37,7 +39,7 @@ pub(crate) fn prepare(
     c: &Conv2d,
     input: &[usize],
     output: &[usize],
-    small_tiles: bool,
+    conv: ConvShaders,
 ) -> Result<Prepared> {
     let [n, ch, h, w] = crate::ops::expect_nchw(node, "input", input)?;
     let oc = c.out_channels();
@@ -67,7 +69,8 @@ pub(crate) fn prepare(
         groups: c.groups,
         lo,
         hi,
-        small_tiles: small_tiles && c.is_pointwise(),
+        conv,
+        pointwise: c.is_pointwise(),
     };
     // Indices must fit the shaders' 32-bit arithmetic.
     pu(node, n * ch * h * w)?;
@@ -76,12 +79,23 @@ pub(crate) fn prepare(
     Ok((Box::new(k), vec![c.weight.data().to_vec(), bias]))
 }
 
+impl VkConv {
+    fn direct_shader(&self) -> &'static str {
+        if self.pointwise {
+            "conv2d_direct_1x1"
+        } else {
+            "conv2d_direct"
+        }
+    }
+}
+
 impl VkKernel for VkConv {
     fn shaders(&self) -> Vec<&'static str> {
-        if self.small_tiles {
-            vec![self.shader, "conv2d_pw_small"]
-        } else {
-            vec![self.shader]
+        match self.conv {
+            _ if self.depthwise => vec![self.shader],
+            ConvShaders::Direct => vec![self.direct_shader()],
+            ConvShaders::SmallTiles if self.pointwise => vec![self.shader, "conv2d_pw_small"],
+            _ => vec![self.shader],
         }
     }
 
@@ -159,14 +173,17 @@ impl VkKernel for VkConv {
                 pf(self.hi),
             ];
             let tiles = (nr * ow).div_ceil(64) * (b - a).div_ceil(64) * n;
-            let (shader, tile) = if self.small_tiles && tiles < SMALL_TILE_THRESHOLD {
-                ("conv2d_pw_small", 8)
-            } else {
-                (self.shader, 64)
+            // Work groups cover (pixels, channels) in blocks of this size.
+            let (shader, px, chans) = match self.conv {
+                ConvShaders::Direct => (self.direct_shader(), 64, 8),
+                ConvShaders::SmallTiles if self.pointwise && tiles < SMALL_TILE_THRESHOLD => {
+                    ("conv2d_pw_small", 8, 8)
+                }
+                _ => (self.shader, 64, 64),
             };
             let groups = [
-                u((nr * ow).div_ceil(tile))?,
-                u((b - a).div_ceil(tile))?,
+                u((nr * ow).div_ceil(px))?,
+                u((b - a).div_ceil(chans))?,
                 u(n)?,
             ];
             if groups[0] > 65535 || groups[1] > 65535 || groups[2] > 65535 {
