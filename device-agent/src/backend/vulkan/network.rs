@@ -216,7 +216,7 @@ impl GpuNetwork {
             in_staging,
             out_staging,
             out_shapes,
-            dummy: dummy,
+            dummy,
         };
         net.record(&dispatches)?;
         Ok(net)
