@@ -123,6 +123,37 @@ def run_worker(args, kind, model, precision, files, shape):
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider")
+
+
+def ort_gpu():
+    """onnxruntime's GPU execution provider here, or None, and every provider it has."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None, []
+    have = ort.get_available_providers()
+    return next((p for p in GPU_PROVIDERS if p in have), None), have
+
+
+def time_ort_gpu(args, provider, onnx_path, shape):
+    """p50 ms and run count of onnxruntime on `provider` (F32: the exported network as is)."""
+    import onnxruntime as ort
+
+    x = bench_input(shape)
+    sess = ort.InferenceSession(onnx_path, providers=[provider])
+    feed = {sess.get_inputs()[0].name: x}
+    for _ in range(args.warmup):
+        sess.run(None, feed)
+    runs = []
+    start = time.perf_counter()
+    while len(runs) < args.min_runs or time.perf_counter() - start < args.min_seconds:
+        t0 = time.perf_counter_ns()
+        sess.run(None, feed)
+        runs.append(time.perf_counter_ns() - t0)
+    return p50_ms(runs), len(runs)
+
+
 def run_ours(args, model, precision):
     out = subprocess.check_output([
         AGENT, "bench", "--model", model, "--mechanism", "gpu", "--precision", precision,
@@ -159,6 +190,9 @@ def main():
     rows = []
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs; "
           f"Vulkan devices: {[d.get('name') for d in devices]}", flush=True)
+    provider, have = ort_gpu()
+    print(f"onnxruntime's GPU path: {provider or 'none here'} (providers: {have})", flush=True)
+    ort_rows = []
     for model in args.models.split(","):
         files = {"onnx": os.path.join(tmp, f"{model}.onnx"),
                  "param": os.path.join(tmp, f"{model}.param"),
@@ -186,6 +220,11 @@ def main():
                   f"({len(peer['runs_ns'])} runs); ours / ncnn {ours / theirs:.2f}x", flush=True)
             rows.append((model, precision, ours, our_runs, theirs, len(peer["runs_ns"]),
                          peer["device"], peer["version"], chk["max_diff"]))
+            if provider and precision == "f32":
+                o, n = time_ort_gpu(args, provider, files["onnx"], shape)
+                print(f"{model} f32: onnxruntime {provider} p50 {o:.2f} ms ({n} runs); "
+                      f"ours / onnxruntime {ours / o:.2f}x", flush=True)
+                ort_rows.append((model, ours, o, n))
     lines = ["| model | precision | ours p50 ms (runs) | ncnn Vulkan p50 ms (runs) | ours / ncnn | ncnn vs onnxruntime max diff |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for m, p, o, on, t, tn, dev, ver, d in rows:
@@ -194,6 +233,8 @@ def main():
     print()
     print(f"device: {rows[0][6] if rows else '?'}, ncnn {rows[0][7] if rows else '?'}")
     print(table)
+    for m, o, t, n in ort_rows:
+        print(f"{m} f32: ours {o:.2f} ms, onnxruntime {provider} {t:.2f} ms ({n} runs): {o / t:.2f}x")
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(table + "\n")

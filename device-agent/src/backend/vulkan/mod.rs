@@ -234,7 +234,7 @@ pub enum ConvShaders {
     /// four ways (`conv2d_pw_small`): late layers keep a large GPU busy. GPUs' default.
     SmallTiles,
     /// Barrier-free, shared-memory-free shaders, 8 channels of one pixel per invocation
-    /// (`conv2d_direct`, `conv2d_direct_1x1`): on a CPU Vulkan (lavapipe) invocations are SIMD
+    /// (`conv2d_direct`, `conv2d_pw_direct`): on a CPU Vulkan (lavapipe) invocations are SIMD
     /// lanes and barriers are coroutine switches. CPU devices' default.
     Direct,
 }

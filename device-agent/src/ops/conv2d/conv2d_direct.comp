@@ -6,7 +6,7 @@
 // input they read is consecutive along a row. On GPUs the tiled shaders reuse data through
 // shared memory instead and are much faster.
 //   out[oc, p] = act(bias[oc] + sum_(ic, ky, kx) W[oc, ic, ky, kx] * x[ic, iy, ix])
-// @variant conv2d_direct_1x1: POINTWISE
+// (1x1 convolutions have their own: conv2d_pw_direct.comp.)
 layout(local_size_x = 64) in;
 layout(std430, set = 0, binding = 0) readonly buffer In { ACT x[]; };
 layout(std430, set = 0, binding = 1) buffer Out { ACT y[]; };
@@ -41,24 +41,6 @@ void main() {
     uint in_base = (b * p.C + p.ic_off) * p.H * p.W;
     vec4 acc0 = vec4(0.0);
     vec4 acc1 = vec4(0.0);
-#ifdef POINTWISE
-    uint plane = p.H * p.W;
-    uint at = in_base + oy * p.W + ox;
-    if (m0 + 8u <= M) {
-        // A whole block of 8 channels: no bound checks in the loop.
-        uint wb = (p.oc0 + m0) * K;
-        for (uint k = 0u; k < K; k++) {
-            float v = float(LDX(at + k * plane));
-            uint q = wb + k;
-            acc0 += v * vec4(float(w[q]), float(w[q + K]), float(w[q + 2u * K]), float(w[q + 3u * K]));
-            acc1 += v * vec4(float(w[q + 4u * K]), float(w[q + 5u * K]), float(w[q + 6u * K]), float(w[q + 7u * K]));
-        }
-    } else for (uint k = 0u; k < K; k++) {
-        float v = float(LDX(at + k * plane));
-        acc0 += v * vec4(wt(M, K, m0, k), wt(M, K, m0 + 1u, k), wt(M, K, m0 + 2u, k), wt(M, K, m0 + 3u, k));
-        acc1 += v * vec4(wt(M, K, m0 + 4u, k), wt(M, K, m0 + 5u, k), wt(M, K, m0 + 6u, k), wt(M, K, m0 + 7u, k));
-    }
-#else
     for (uint ic = 0u; ic < p.icg; ic++) {
         for (uint ky = 0u; ky < p.kh; ky++) {
             int iy = int(oy * p.sh + ky * p.dh) - p.pt;
@@ -77,7 +59,6 @@ void main() {
             }
         }
     }
-#endif
     uint base = (b * p.OC + p.oc0 + m0) * p.OH * p.OW + oy * p.OW + ox;
     uint step = p.OH * p.OW;
     for (uint j = 0u; j < 8u; j++) {

@@ -82,7 +82,7 @@ pub(crate) fn prepare(
 impl VkConv {
     fn direct_shader(&self) -> &'static str {
         if self.pointwise {
-            "conv2d_direct_1x1"
+            "conv2d_pw_direct"
         } else {
             "conv2d_direct"
         }
@@ -92,6 +92,7 @@ impl VkConv {
 impl VkKernel for VkConv {
     fn shaders(&self) -> Vec<&'static str> {
         match self.conv {
+            ConvShaders::Direct if self.depthwise => vec!["conv2d_dw_direct"],
             _ if self.depthwise => vec![self.shader],
             ConvShaders::Direct => vec![self.direct_shader()],
             ConvShaders::SmallTiles if self.pointwise => vec![self.shader, "conv2d_pw_small"],
@@ -134,11 +135,19 @@ impl VkKernel for VkConv {
                 pf(self.lo),
                 pf(self.hi),
             ];
+            // conv2d_dw_direct: 4 outputs of a row per invocation, 64 per work group.
+            let (shader, groups) = match self.conv {
+                ConvShaders::Direct => (
+                    "conv2d_dw_direct",
+                    groups_1d(n * s.channels.len() * nr * ow.div_ceil(4), 64),
+                ),
+                _ => (self.shader, groups_1d(n * s.channels.len() * nr * ow, 256)),
+            };
             out.push(Dispatch {
-                shader: self.shader,
+                shader,
                 binds,
                 push,
-                groups: groups_1d(n * s.channels.len() * nr * ow, 256),
+                groups,
             });
             return Ok(());
         }
@@ -175,6 +184,8 @@ impl VkKernel for VkConv {
             let tiles = (nr * ow).div_ceil(64) * (b - a).div_ceil(64) * n;
             // Work groups cover (pixels, channels) in blocks of this size.
             let (shader, px, chans) = match self.conv {
+                // conv2d_pw_direct: 4 pixels per invocation.
+                ConvShaders::Direct if self.pointwise => (self.direct_shader(), 256, 8),
                 ConvShaders::Direct => (self.direct_shader(), 64, 8),
                 ConvShaders::SmallTiles if self.pointwise && tiles < SMALL_TILE_THRESHOLD => {
                     ("conv2d_pw_small", 8, 8)
