@@ -39,6 +39,20 @@ fn argmax(t: &Tensor) -> usize {
         .0
 }
 
+/// Per-layer spans (GPU timestamps on CLOCK_MONOTONIC) follow each other inside the inference.
+fn assert_spans_ordered(name: &str, trace: &ulayer::exec::trace::Trace) {
+    let mut last = trace.start_ns;
+    for l in &trace.layers {
+        assert!(
+            l.start_ns >= last && l.end_ns >= l.start_ns,
+            "{name}: span of {} out of order",
+            l.node
+        );
+        last = l.end_ns;
+    }
+    assert!(last <= trace.end_ns);
+}
+
 #[test]
 fn vulkan_zoo_networks_match_cpu() {
     let Some(_) = backend() else { return };
@@ -70,16 +84,7 @@ fn vulkan_zoo_networks_match_cpu() {
                     assert_eq!(argmax(&got), argmax(&want), "{name} f16 top-1");
                 }
             }
-            let mut last = trace.start_ns;
-            for l in &trace.layers {
-                assert!(
-                    l.start_ns >= last && l.end_ns >= l.start_ns,
-                    "{name}: span of {} out of order",
-                    l.node
-                );
-                last = l.end_ns;
-            }
-            assert!(last <= trace.end_ns);
+            assert_spans_ordered(name, &trace);
         }
     }
 }
@@ -165,16 +170,7 @@ fn vulkan_whole_network_equals_per_layer() {
                 "{name} {memory:?} {precision} round {round}"
             );
             assert_eq!(trace.layers.len(), graph.nodes.len());
-            let mut last = trace.start_ns;
-            for l in &trace.layers {
-                assert!(
-                    l.start_ns >= last && l.end_ns >= l.start_ns,
-                    "{name}: span of {} out of order",
-                    l.node
-                );
-                last = l.end_ns;
-            }
-            assert!(last <= trace.end_ns);
+            assert_spans_ordered(name, &trace);
             let transfer: u64 = trace.layers.iter().map(|l| l.transfer_ns).sum();
             match memory {
                 MemoryModel::Staged => assert!(transfer > 0, "{name}: staged, no transfer"),

@@ -668,51 +668,11 @@ impl RunState {
                     )
                     .map_err(vk_err("descriptor sets"))?;
                 for (dsp, &set) in dispatches.iter().zip(&sets) {
-                    let infos: Vec<[vk::DescriptorBufferInfo; 1]> = dsp
-                        .binds
-                        .iter()
-                        .map(|&b| {
-                            Ok([vk::DescriptorBufferInfo::default()
-                                .buffer(buffer_of(b)?)
-                                .range(vk::WHOLE_SIZE)])
-                        })
-                        .collect::<Result<_>>()?;
-                    let writes: Vec<_> = infos
-                        .iter()
-                        .enumerate()
-                        .map(|(i, info)| {
-                            vk::WriteDescriptorSet::default()
-                                .dst_set(set)
-                                .dst_binding(i as u32)
-                                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-                                .buffer_info(info)
-                        })
-                        .collect();
-                    d.update_descriptor_sets(&writes, &[]);
-                    let pipeline = ctx.pipeline(dsp.shader, p.variant)?;
-                    d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, pipeline);
-                    d.cmd_bind_descriptor_sets(
-                        cmd,
-                        vk::PipelineBindPoint::COMPUTE,
-                        ctx.layout,
-                        0,
-                        &[set],
-                        &[],
-                    );
                     let words = match &p.quant {
-                        Some(q) => q.push_words(&dsp.binds),
-                        None => [0; 6],
+                        Some(q) => q.push_words(&dsp.binds).to_vec(),
+                        None => Vec::new(),
                     };
-                    let n_q = if p.quant.is_some() { words.len() } else { 0 };
-                    let mut push = [0u8; PUSH_BYTES as usize];
-                    if (dsp.push.len() + n_q) * 4 > push.len() {
-                        return Err(Error::node(&p.node, "internal: push constants too long"));
-                    }
-                    for (i, w) in dsp.push.iter().chain(&words[..n_q]).enumerate() {
-                        push[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
-                    }
-                    d.cmd_push_constants(cmd, ctx.layout, vk::ShaderStageFlags::COMPUTE, 0, &push);
-                    d.cmd_dispatch(cmd, dsp.groups[0], dsp.groups[1], dsp.groups[2]);
+                    record_dispatch(&ctx, cmd, set, dsp, p, &words, buffer_of)?;
                 }
                 d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::ALL_COMMANDS, self.queries, 2);
                 if staged {
@@ -820,6 +780,67 @@ impl RunState {
             None => ((t0, t1), 0),
         })
     }
+}
+
+/// Records one dispatch of `p` into `cmd`: writes descriptor set `set` (the buffers
+/// `buffer_of` gives for its bindings), binds its pipeline at `p`'s shader precision, pushes its
+/// constants followed by `extra` words (QUInt8 quantization), and dispatches. Shared by the
+/// per-layer path and the whole-network recording ([`GpuNetwork`]).
+///
+/// # Safety
+/// `cmd` must be recording; `set` must not be in use by pending work; the buffers must outlive
+/// the command buffer's execution.
+unsafe fn record_dispatch(
+    ctx: &Context,
+    cmd: vk::CommandBuffer,
+    set: vk::DescriptorSet,
+    dsp: &Dispatch,
+    p: &VulkanPrepared,
+    extra: &[u32],
+    buffer_of: impl Fn(Bind) -> Result<vk::Buffer>,
+) -> Result<()> {
+    let d = &ctx.dev.device;
+    let infos: Vec<[vk::DescriptorBufferInfo; 1]> = dsp
+        .binds
+        .iter()
+        .map(|&b| {
+            Ok([vk::DescriptorBufferInfo::default()
+                .buffer(buffer_of(b)?)
+                .range(vk::WHOLE_SIZE)])
+        })
+        .collect::<Result<_>>()?;
+    let writes: Vec<_> = infos
+        .iter()
+        .enumerate()
+        .map(|(i, info)| {
+            vk::WriteDescriptorSet::default()
+                .dst_set(set)
+                .dst_binding(i as u32)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .buffer_info(info)
+        })
+        .collect();
+    d.update_descriptor_sets(&writes, &[]);
+    let pipeline = ctx.pipeline(dsp.shader, p.variant)?;
+    d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, pipeline);
+    d.cmd_bind_descriptor_sets(
+        cmd,
+        vk::PipelineBindPoint::COMPUTE,
+        ctx.layout,
+        0,
+        &[set],
+        &[],
+    );
+    let mut push = [0u8; PUSH_BYTES as usize];
+    if (dsp.push.len() + extra.len()) * 4 > push.len() {
+        return Err(Error::node(&p.node, "internal: push constants too long"));
+    }
+    for (i, w) in dsp.push.iter().chain(extra).enumerate() {
+        push[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    d.cmd_push_constants(cmd, ctx.layout, vk::ShaderStageFlags::COMPUTE, 0, &push);
+    d.cmd_dispatch(cmd, dsp.groups[0], dsp.groups[1], dsp.groups[2]);
+    Ok(())
 }
 
 /// A global memory barrier.

@@ -21,9 +21,9 @@
 //! This is how ncnn and onnxruntime run a network on a GPU, and the baseline the cooperative
 //! mechanisms are compared with. QUInt8 layers are not recorded here (their outputs hold one
 //! code per word, their inputs four): the quantized `gpu` mechanism keeps the per-layer path.
-use super::context::{Context, PUSH_BYTES};
+use super::context::Context;
 use super::memory::{BufKind, Buffer};
-use super::{barrier, descriptor_pool, vk_err, Bind, MemoryModel, VulkanBackend};
+use super::{barrier, descriptor_pool, record_dispatch, vk_err, Bind, MemoryModel, VulkanBackend};
 use crate::backend::{Precision, Processor};
 use crate::coop::Runner;
 use crate::exec::trace::{monotonic_ns, LayerSpan, Trace};
@@ -281,55 +281,18 @@ impl GpuNetwork {
                     let set = *next_set
                         .next()
                         .ok_or_else(|| Error::node(&step.node, "internal: descriptor sets"))?;
-                    let infos: Vec<[vk::DescriptorBufferInfo; 1]> = dsp
-                        .binds
-                        .iter()
-                        .map(|&b| {
-                            let buf = match b {
-                                Bind::Input(k) => step.inputs.get(k).map(|&s| self.buffer(s)),
-                                Bind::Output => Some(self.slots[step.slot].buf),
-                                Bind::Param(k) => p.params.get(k).map(|b| b.buf),
-                                Bind::None => Some(self.dummy.buf),
-                            }
-                            .ok_or_else(|| {
-                                Error::node(&step.node, format!("internal: no buffer for {b:?}"))
-                            })?;
-                            Ok([vk::DescriptorBufferInfo::default()
-                                .buffer(buf)
-                                .range(vk::WHOLE_SIZE)])
+                    let buffer_of = |b: Bind| {
+                        match b {
+                            Bind::Input(k) => step.inputs.get(k).map(|&s| self.buffer(s)),
+                            Bind::Output => Some(self.slots[step.slot].buf),
+                            Bind::Param(k) => p.params.get(k).map(|b| b.buf),
+                            Bind::None => Some(self.dummy.buf),
+                        }
+                        .ok_or_else(|| {
+                            Error::node(&step.node, format!("internal: no buffer for {b:?}"))
                         })
-                        .collect::<Result<_>>()?;
-                    let writes: Vec<_> = infos
-                        .iter()
-                        .enumerate()
-                        .map(|(b, info)| {
-                            vk::WriteDescriptorSet::default()
-                                .dst_set(set)
-                                .dst_binding(b as u32)
-                                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-                                .buffer_info(info)
-                        })
-                        .collect();
-                    d.update_descriptor_sets(&writes, &[]);
-                    let pipeline = ctx.pipeline(dsp.shader, p.variant)?;
-                    d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, pipeline);
-                    d.cmd_bind_descriptor_sets(
-                        cmd,
-                        vk::PipelineBindPoint::COMPUTE,
-                        ctx.layout,
-                        0,
-                        &[set],
-                        &[],
-                    );
-                    let mut push = [0u8; PUSH_BYTES as usize];
-                    if dsp.push.len() * 4 > push.len() {
-                        return Err(Error::node(&step.node, "internal: push constants too long"));
-                    }
-                    for (k, w) in dsp.push.iter().enumerate() {
-                        push[k * 4..k * 4 + 4].copy_from_slice(&w.to_le_bytes());
-                    }
-                    d.cmd_push_constants(cmd, ctx.layout, vk::ShaderStageFlags::COMPUTE, 0, &push);
-                    d.cmd_dispatch(cmd, dsp.groups[0], dsp.groups[1], dsp.groups[2]);
+                    };
+                    record_dispatch(ctx, cmd, set, dsp, p, &[], buffer_of)?;
                 }
                 d.cmd_write_timestamp(
                     cmd,
@@ -353,7 +316,8 @@ impl GpuNetwork {
                 self.queries,
                 n_q - 2,
             );
-            if staged {
+            // The downloads (staged), then what the host reads made visible to it.
+            let (src, src_stage) = if staged {
                 barrier(
                     d,
                     cmd,
@@ -369,36 +333,30 @@ impl GpuNetwork {
                         d.cmd_copy_buffer(cmd, self.slots[*k].buf, st.buf, &[region]);
                     }
                 }
-                d.cmd_write_timestamp(
-                    cmd,
-                    vk::PipelineStageFlags::BOTTOM_OF_PIPE,
-                    self.queries,
-                    n_q - 1,
-                );
-                barrier(
-                    d,
-                    cmd,
+                (
                     vk::AccessFlags::TRANSFER_WRITE,
                     vk::PipelineStageFlags::TRANSFER,
-                    vk::AccessFlags::HOST_READ,
-                    vk::PipelineStageFlags::HOST,
-                );
+                )
             } else {
-                d.cmd_write_timestamp(
-                    cmd,
-                    vk::PipelineStageFlags::BOTTOM_OF_PIPE,
-                    self.queries,
-                    n_q - 1,
-                );
-                barrier(
-                    d,
-                    cmd,
+                (
                     vk::AccessFlags::SHADER_WRITE,
                     vk::PipelineStageFlags::COMPUTE_SHADER,
-                    vk::AccessFlags::HOST_READ,
-                    vk::PipelineStageFlags::HOST,
-                );
-            }
+                )
+            };
+            d.cmd_write_timestamp(
+                cmd,
+                vk::PipelineStageFlags::BOTTOM_OF_PIPE,
+                self.queries,
+                n_q - 1,
+            );
+            barrier(
+                d,
+                cmd,
+                src,
+                src_stage,
+                vk::AccessFlags::HOST_READ,
+                vk::PipelineStageFlags::HOST,
+            );
             d.end_command_buffer(cmd)
                 .map_err(vk_err("end command buffer"))?;
         }
