@@ -1,7 +1,7 @@
 //! Per-layer timing of the 8-bit CPU kernels against the F32 ones on typical layer shapes
 //! (MobileNet v1 / EfficientNet-Lite0), each variant: best of N runs after warm-up.
 //!
-//! `cargo run --release -p ulayer --example q8_layer_bench [threads] [filter]`
+//! `cargo run --release -p ulayer --example q8_layer_bench [threads] [filter] [runs]`
 use std::time::Instant;
 use ulayer::backend::cpu::CpuBackend;
 use ulayer::backend::{Backend, Precision};
@@ -39,6 +39,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
     let filter = args.get(2).cloned().unwrap_or_default();
+    let runs: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20);
     let b = CpuBackend::new(threads).expect("backend");
     let mut seed = 1u64;
     // name, cin, h, w, cout, k, stride, groups
@@ -105,7 +106,7 @@ fn main() {
             .expect("f32");
         let mut y = Tensor::zeros(&shape);
         let whole = Slice::whole(&shape);
-        let tf = best(20, || {
+        let tf = best(runs, || {
             let sh = y.shared();
             b.install(|| b.run(&pf, &[&x], &sh, &whole)).expect("run");
         });
@@ -122,7 +123,7 @@ fn main() {
             .expect("q8");
         let xq8 = QTensor::quantize(&x, xq);
         let mut yq8 = QTensor::zeros(&shape, yq);
-        let tq = best(20, || {
+        let tq = best(runs, || {
             let sh = yq8.shared();
             b.install(|| b.run_quantized(&pq, &[&xq8], &sh, &whole))
                 .expect("run");

@@ -482,7 +482,7 @@ mod x86 {
         // Lanes 0, 2, 4, 6 ("even") and 1, 3, 5, 7 ("odd") as 64-bit products, rounded.
         let pe = _mm256_add_epi64(_mm256_mul_epi32(a, p.m0), p.rnd_e);
         let po = _mm256_add_epi64(
-            _mm256_mul_epi32(_mm256_srli_epi64::<32>(a), p.m0_odd),
+            _mm256_mul_epi32(_mm256_shuffle_epi32::<0xF5>(a), p.m0_odd),
             p.rnd_o,
         );
         let r = if WIDE {
@@ -535,7 +535,7 @@ mod x86 {
             bias: ld(&a.bias),
             bound: ld(&a.bound),
             m0,
-            m0_odd: _mm256_srli_epi64::<32>(m0),
+            m0_odd: _mm256_shuffle_epi32::<0xF5>(m0),
             rnd_e: _mm256_sllv_epi64(one, _mm256_sub_epi64(sh_e, one)),
             rnd_o: _mm256_sllv_epi64(one, _mm256_sub_epi64(sh_o, one)),
             sh_e,
@@ -678,7 +678,7 @@ mod x86 {
         }
         let pe = _mm512_add_epi64(_mm512_mul_epi32(a, p.m0), p.rnd_e);
         let po = _mm512_add_epi64(
-            _mm512_mul_epi32(_mm512_srli_epi64::<32>(a), p.m0_odd),
+            _mm512_mul_epi32(_mm512_shuffle_epi32::<0xF5>(a), p.m0_odd),
             p.rnd_o,
         );
         let r = if WIDE {
@@ -726,7 +726,7 @@ mod x86 {
             bias: ld(&a.bias),
             bound: ld(&a.bound),
             m0,
-            m0_odd: _mm512_srli_epi64::<32>(m0),
+            m0_odd: _mm512_shuffle_epi32::<0xF5>(m0),
             rnd_e: _mm512_sllv_epi64(one, _mm512_sub_epi64(sh_e, one)),
             rnd_o: _mm512_sllv_epi64(one, _mm512_sub_epi64(sh_o, one)),
             sh_e,

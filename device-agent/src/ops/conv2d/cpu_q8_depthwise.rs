@@ -1,6 +1,18 @@
-//! 8-bit depthwise convolution (one filter per channel), direct: each output row is a sum of
-//! `kh·kw` shifted input rows times a weight, vectorised along output columns, then
-//! requantised per channel.
+//! 8-bit depthwise convolution (one filter per channel), direct, with **channels in the vector
+//! lanes**: a task takes a block of `LANES` channels and a block of output rows, copies their
+//! input rows once into a channel-interleaved scratch (`[row][column][lane]`, padding filled
+//! with the zero point), computes each output pixel of the block as `Σ_taps w_t · x_t` with one
+//! vector per tap (each lane its own channel and weight), requantises the `LANES` channels with
+//! per-lane operands, and transposes the codes back to the planar output.
+//!
+//! **Why channels in lanes, not columns**: the networks' depthwise layers are small planes
+//! (56², 28², 14², 7²) with many channels. Vectors along output columns waste lanes on narrow
+//! rows, need a strided gather for stride 2, and pay fills and scattered requantising stores
+//! per plane; with channels in lanes every tap of every pixel is one full aligned vector,
+//! whatever the stride, dilation, padding or plane width, and the per-channel weights and
+//! requantisation operands are loaded once per task (ncnn's packed layouts and XNNPACK's NHWC
+//! kernels do the same). The cost moves to the two transposes (8 × 8 bytes at a time with
+//! SSE2 on x86), once per input and output element.
 //!
 //! **Arithmetic**: the products `w·x` (8-bit weight × 8-bit code) and their sums are computed
 //! in f32 lanes with fused multiply-adds. This is exact integer arithmetic: every product is
@@ -8,30 +20,30 @@
 //! [`fits`]), so no f32 operation rounds, and the exact sum is converted to i32 before the
 //! integer requantisation — bit for bit what the integer reference computes. Depthwise
 //! layers have only 9 or 25 products per output: on x86 without VNNI the FMA units (two per
-//! core) outrun the 16-bit integer multiply path here, which needs interleaving shuffles to
-//! pair taps.
-//!
-//! **Layout**: a task's input rows of one plane are copied once into `sh·sw` sub-planes (row
-//! phase × column phase of the stride, as the F32 kernel does), each `wq = ow + (kw−1)·dw/sw`
-//! columns wide, padding filled with the zero point. Output position `p = r·wq + ox` of the
-//! task's rows then reads tap `(ky, kx)` at `p + offset(ky, kx)` in one sub-plane, whatever
-//! the stride, dilation and padding: vectors run over the flattened rows (columns `ox >= ow`
-//! are computed and dropped), so narrow late layers (7×7, 14×14) waste few lanes, and four
-//! vectors at a time keep four independent accumulators to hide the FMA latency.
+//! core) outrun the 16-bit integer multiply path, which needs shuffles to pair taps.
 use super::cpu_f32::ConvGeom;
 use crate::backend::cpu::buf::with_scratch;
 use crate::backend::cpu::gemm_q8::QOut;
 use crate::backend::cpu::simd::Simd;
-use crate::backend::cpu::simd_q8::{QDot, QFn, QIsa, ReqArrays, ReqVecs};
+use crate::backend::cpu::simd_q8::{QDot, QFn, QIsa, ReqArrays};
 use crate::backend::cpu::CpuCtx;
 use crate::quant::{ChannelRequant, QTensor, SharedQTensor};
 use crate::tensor::Slice;
 use crate::Result;
 
-/// Filters (exact f32 copies of the 8-bit weights) and per-channel requantisation.
+/// Output columns computed together (independent accumulators that hide the FMA latency).
+const COLS: usize = 4;
+/// Slack after each tap's weights so that a whole vector loads at any channel.
+const W_SLACK: usize = 64;
+/// Scratch floats a task aims to stay under (128 KiB: the filled rows stay in L2).
+const SCRATCH_FLOATS: usize = 32 * 1024;
+
+/// Filters (exact f32 copies of the 8-bit weights, tap-major) and per-channel requantisation.
 #[derive(Debug)]
 pub(crate) struct PreparedDepthwiseQ8 {
+    /// `w[t·pitch + c]`: tap `t` of channel `c`; zero past the last channel.
     w: Vec<f32>,
+    pitch: usize,
     req: ReqArrays,
 }
 
@@ -48,25 +60,62 @@ pub(crate) fn prepare(
     c: usize,
     taps: usize,
 ) -> PreparedDepthwiseQ8 {
+    let pitch = c + W_SLACK;
+    let mut wt = vec![0f32; taps * pitch];
+    for (ch, filter) in w.chunks_exact(taps).take(c).enumerate() {
+        for (t, &v) in filter.iter().enumerate() {
+            wt[t * pitch + ch] = f32::from(v);
+        }
+    }
     PreparedDepthwiseQ8 {
-        w: w[..c * taps].iter().map(|&v| f32::from(v)).collect(),
+        w: wt,
+        pitch,
         req: ReqArrays::new(req, c),
     }
 }
 
-/// Planes × row blocks for `threads` workers: whole planes grouped when there are many, row
-/// blocks when there are few. Returns `(planes per task, rows per task)`.
-fn plan(planes: usize, rows: usize, threads: usize) -> (usize, usize) {
-    let target = threads * 8;
-    if threads <= 1 || planes == 0 || rows == 0 {
-        return (planes.max(1), rows.max(1));
+/// The shape of the work: output columns padded to whole groups, the scratch row width, and
+/// input rows per output-row block.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    lanes: usize,
+    /// Output columns computed (`ow` rounded up to [`COLS`]).
+    owp: usize,
+    /// Scratch columns: every input column the padded outputs read.
+    wp: usize,
+}
+
+impl Layout {
+    fn new(g: &ConvGeom, lanes: usize) -> Layout {
+        let owp = g.ow.next_multiple_of(COLS);
+        Layout {
+            lanes,
+            owp,
+            wp: (owp - 1) * g.sw + (g.kw - 1) * g.dw + 1,
+        }
     }
-    if planes >= target {
-        (planes.div_ceil(target), rows)
+    /// Input rows read by `nr` consecutive output rows.
+    fn rows_in(g: &ConvGeom, nr: usize) -> usize {
+        (nr.max(1) - 1) * g.sh + (g.kh - 1) * g.dh + 1
+    }
+    fn scratch(&self, g: &ConvGeom, nr: usize) -> usize {
+        Self::rows_in(g, nr) * self.wp * self.lanes
+    }
+}
+
+/// Output rows per task: whole slices when channel blocks alone give every worker enough
+/// tasks, else row blocks; never more than the scratch budget allows.
+fn rows_per_task(units: usize, rows: usize, threads: usize, g: &ConvGeom, l: &Layout) -> usize {
+    let target = threads * 4;
+    let mut rp = if threads <= 1 || units >= target {
+        rows
     } else {
-        let blocks = target.div_ceil(planes).min(rows);
-        (1, rows.div_ceil(blocks))
+        rows.div_ceil(target.div_ceil(units).min(rows))
+    };
+    while rp > 1 && l.scratch(g, rp) > SCRATCH_FLOATS {
+        rp = rp.div_ceil(2);
     }
+    rp.max(1)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -80,90 +129,44 @@ pub(crate) fn run(
     out: &SharedQTensor<'_>,
     slice: &Slice,
 ) -> Result<()> {
-    let lanes = isa.shape().lanes;
+    let l = Layout::new(g, isa.shape().lanes);
     let chans = slice.channels.clone();
-    let planes = g.n * chans.len();
-    let (pp, rp) = plan(planes, slice.rows.len(), ctx.threads());
-    let plane_blocks = planes.div_ceil(pp);
-    let row_blocks = slice.rows.len().div_ceil(rp);
-    // Row pitch of the sub-planes: flattened rows at the narrowest pitch, or rows padded to
-    // whole vectors, whichever computes fewer vectors (narrow outputs on wide vectors favour
-    // the first, rows just under a multiple of the vector width the second).
-    let shift = (g.kw - 1) * g.dw / g.sw;
-    let per_row = g.ow.div_ceil(lanes);
-    let flat = (g.ow + shift) * rp;
-    let aligned = flat.div_ceil(lanes) > per_row * rp;
-    let wq = if aligned {
-        per_row * lanes + shift
-    } else {
-        g.ow + shift
-    };
-    // Slack after the rows: the last group of four vectors and the widest tap shift.
-    let sub_len = |rows: usize| (rows + (g.kh - 1) * g.dh / g.sh + 1) * wq + 4 * lanes;
-    let scratch_len = g.sh * g.sw * sub_len(rp);
+    let rows = slice.rows.clone();
+    if chans.is_empty() || rows.is_empty() {
+        return Ok(());
+    }
+    let blocks = chans.len().div_ceil(l.lanes);
+    let units = g.n * blocks;
+    let rp = rows_per_task(units, rows.len(), ctx.threads(), g, &l);
+    let row_blocks = rows.len().div_ceil(rp);
+    let scratch_len = l.scratch(g, rp);
     let out_ptr = out.as_ptr() as usize;
     let zx = x.qparams().zero_point;
-    ctx.for_each_task(plane_blocks * row_blocks, |t| {
-        let (pb, rb) = (t / row_blocks, t % row_blocks);
-        let oy0 = slice.rows.start + rb * rp;
-        let oy1 = (oy0 + rp).min(slice.rows.end);
-        let nr = oy1 - oy0;
-        let sl = sub_len(nr);
-        // Each tap's offset: its sub-plane, then its row and column shift.
-        let offs: Vec<usize> = (0..g.kh)
-            .flat_map(|ky| (0..g.kw).map(move |kx| (ky * g.dh, kx * g.dw)))
-            .map(|(dy, dx)| ((dy % g.sh) * g.sw + dx % g.sw) * sl + (dy / g.sh) * wq + dx / g.sw)
-            .collect();
-        // Output vectors (their first position in the flattened rows), in groups of four, and
-        // where their lanes go; padding vectors compute position 0 again and store nothing.
-        let mut starts: Vec<usize> = if aligned {
-            (0..nr)
-                .flat_map(|r| (0..per_row).map(move |k| r * wq + k * lanes))
-                .collect()
-        } else {
-            (0..(nr * wq).div_ceil(lanes)).map(|v| v * lanes).collect()
-        };
-        let real = starts.len();
-        starts.resize(real.next_multiple_of(4), 0);
-        let mut segs = Vec::with_capacity(starts.len() * 2);
-        let mut seg_start = Vec::with_capacity(starts.len() + 1);
-        for (v, &q0) in starts.iter().enumerate() {
-            seg_start.push(segs.len());
-            if v >= real {
-                continue;
-            }
-            let mut r = q0 / wq;
-            while r < nr && r * wq < q0 + lanes {
-                let lo = (r * wq).max(q0);
-                let hi = (r * wq + g.ow).min(q0 + lanes);
-                if lo < hi {
-                    segs.push(Segment {
-                        lane: (lo - q0) as u8,
-                        n: (hi - lo) as u8,
-                        dst: (oy0 + r) * g.ow + lo - r * wq,
-                    });
-                }
-                r += 1;
-            }
-        }
-        seg_start.push(segs.len());
+    let taps = g.kh * g.kw;
+    // Each tap's offset in the scratch, in floats.
+    let offs: Vec<usize> = (0..g.kh)
+        .flat_map(|ky| (0..g.kw).map(move |kx| (ky * g.dh * l.wp + kx * g.dw) * l.lanes))
+        .collect();
+    ctx.for_each_task(units * row_blocks, |t| {
+        let (u, rb) = (t / row_blocks, t % row_blocks);
+        let (b, blk) = (u / blocks, u % blocks);
+        let c0 = chans.start + blk * l.lanes;
+        let nc = l.lanes.min(chans.end - c0);
+        let oy0 = rows.start + rb * rp;
+        let oy1 = (oy0 + rp).min(rows.end);
         with_scratch(scratch_len, |scratch| {
-            isa.dispatch(Planes {
+            isa.dispatch(Block {
                 g,
+                l,
                 p,
                 q,
                 x: x.data(),
                 zx,
-                wq,
-                sub_len: sl,
-                iy0: (oy0 * g.sh) as isize - g.pt as isize,
-                rows_in: nr + (g.kh - 1) * g.dh / g.sh,
-                offs: &offs,
-                starts: &starts,
-                segs: &segs,
-                seg_start: &seg_start,
-                planes: pb * pp..((pb + 1) * pp).min(planes),
-                chans: chans.clone(),
+                b,
+                c0,
+                nc,
+                oy: oy0..oy1,
+                offs: &offs[..taps],
                 scratch,
                 out: out_ptr as *mut u8,
             })
@@ -172,236 +175,344 @@ pub(crate) fn run(
     Ok(())
 }
 
-/// A run of a vector's lanes that lands in one output row: lanes `lane .. lane + n` go to
-/// output element `dst` onwards (of the plane).
-#[derive(Clone, Copy, Debug)]
-struct Segment {
-    lane: u8,
-    n: u8,
-    dst: usize,
-}
-
-/// A block of planes for the rows of one task.
-struct Planes<'a> {
+/// One task: channels `c0 .. c0 + nc` of batch `b`, output rows `oy`.
+struct Block<'a> {
     g: &'a ConvGeom,
+    l: Layout,
     p: &'a PreparedDepthwiseQ8,
     q: QOut,
     x: &'a [u8],
     zx: u8,
-    wq: usize,
-    sub_len: usize,
-    /// Input row of sub-plane row 0 of row phase 0 (negative in the top padding).
-    iy0: isize,
-    /// Rows per sub-plane.
-    rows_in: usize,
+    b: usize,
+    c0: usize,
+    nc: usize,
+    oy: std::ops::Range<usize>,
     offs: &'a [usize],
-    starts: &'a [usize],
-    segs: &'a [Segment],
-    seg_start: &'a [usize],
-    planes: std::ops::Range<usize>,
-    chans: std::ops::Range<usize>,
     scratch: &'a mut [f32],
-    /// Output codes: the task's rows of its planes lie in the caller's slice.
+    /// Output codes: this task's channels and rows lie in the caller's slice.
     out: *mut u8,
 }
 
-impl QFn for Planes<'_> {
+impl QFn for Block<'_> {
     type Output = ();
     #[inline(always)]
     fn call<D: QDot>(self) {
-        let g = self.g;
-        let taps = g.kh * g.kw;
+        let (g, l) = (self.g, self.l);
+        let lanes = D::LANES;
+        assert!(lanes == l.lanes, "depthwise: lane count of another variant");
+        let nr = self.oy.len();
+        let rows_in = Layout::rows_in(g, nr);
         assert!(
-            self.scratch.len() >= g.sh * g.sw * self.sub_len,
+            self.scratch.len() >= rows_in * l.wp * lanes,
             "depthwise: scratch too small"
         );
-        let sp = self.scratch.as_mut_ptr();
-        for pi in self.planes.clone() {
-            let (b, c) = (
-                pi / self.chans.len(),
-                self.chans.start + pi % self.chans.len(),
-            );
-            let plane = &self.x[(b * g.cin + c) * g.h * g.w..(b * g.cin + c + 1) * g.h * g.w];
-            // SAFETY: the fill writes `sh·sw` sub-planes of `sub_len` floats (asserted above);
-            // every vector reads `LANES` floats at `q + off`, with `q` below the flattened rows
-            // rounded up to whole groups of four vectors, within the slack of `sub_len`; the
-            // stores cover segment lanes, which are columns < ow of the task's rows of plane
-            // (b, c), owned by the caller.
-            unsafe {
-                for py in 0..g.sh {
-                    for px in 0..g.sw {
-                        let sub = std::slice::from_raw_parts_mut(
-                            sp.add((py * g.sw + px) * self.sub_len),
-                            self.sub_len,
-                        );
-                        fill_sub_plane(
-                            plane,
-                            g,
-                            self.iy0 + py as isize,
-                            self.rows_in,
-                            px,
-                            self.wq,
-                            self.zx,
-                            sub,
-                        );
-                    }
-                }
-                let a = Args {
-                    sp: sp as *const f32,
-                    offs: self.offs,
-                    starts: self.starts,
-                    w: &self.p.w[c * taps..(c + 1) * taps],
-                    segs: self.segs,
-                    seg_start: self.seg_start,
-                    op: self.out.add((b * g.cout + c) * g.oh * g.ow),
-                    pr: D::req_row(&self.p.req, c, self.q),
-                };
+        assert!(
+            self.nc >= 1 && self.nc <= lanes && self.c0 + self.nc <= g.cout,
+            "depthwise: channel block out of range"
+        );
+        assert!(
+            self.x.len() >= g.n * g.cin * g.h * g.w,
+            "depthwise: input too short"
+        );
+        let hw = g.h * g.w;
+        let iy0 = (self.oy.start * g.sh) as isize - g.pt as isize;
+        fill(
+            self.scratch,
+            self.x,
+            (self.b * g.cin + self.c0) * hw,
+            hw,
+            g,
+            &l,
+            self.nc,
+            iy0,
+            rows_in,
+            f32::from(self.zx),
+        );
+        let mut codes = vec![0u8; l.owp * lanes];
+        let sp = self.scratch.as_ptr();
+        let taps = self.offs.len();
+        // SAFETY: the asserts above bound every access. Weights: tap `t` reads `LANES` floats
+        // at `t·pitch + c0 <= t·pitch + cout`, inside the `W_SLACK` zero slack. Scratch: pixel
+        // `x < owp` of output row `r < nr` reads tap offsets up to `((r·sh + (kh−1)·dh)·wp +
+        // (owp−1)·sw + (kw−1)·dw)·LANES + LANES <= rows_in·wp·LANES`. Codes: `owp·LANES`
+        // bytes. Output: channels `c0 .. c0 + nc` (< cout) and rows of `oy` (< oh) of batch
+        // `b`, which the caller's slice owns.
+        unsafe {
+            let mut wv = [<D::F as Simd>::zero(); 25];
+            for (t, w) in wv.iter_mut().enumerate().take(taps.min(25)) {
+                *w = <D::F as Simd>::load(self.p.w.as_ptr().add(t * self.p.pitch + self.c0));
+            }
+            let pr = D::req_lanes(&self.p.req, self.c0, self.q);
+            let a = Args {
+                wv: &wv,
+                w: self.p.w.as_ptr().add(self.c0),
+                pitch: self.p.pitch,
+                offs: self.offs,
+                step: g.sw * lanes,
+            };
+            for (r, oy) in self.oy.clone().enumerate() {
+                let row = sp.add(r * g.sh * l.wp * lanes);
+                let cp = codes.as_mut_ptr();
                 match (taps, self.p.req.wide) {
-                    (9, false) => vectors::<D, 9, false>(&a),
-                    (25, false) => vectors::<D, 25, false>(&a),
-                    (_, false) => vectors::<D, 0, false>(&a),
-                    (_, true) => vectors::<D, 0, true>(&a),
+                    (9, false) => pixels::<D, 9, false>(&a, row, l.owp, &pr, cp),
+                    (25, false) => pixels::<D, 25, false>(&a, row, l.owp, &pr, cp),
+                    (_, false) => pixels::<D, 0, false>(&a, row, l.owp, &pr, cp),
+                    (_, true) => pixels::<D, 0, true>(&a, row, l.owp, &pr, cp),
                 }
+                let plane = g.oh * g.ow;
+                let dst = self
+                    .out
+                    .add((self.b * g.cout + self.c0) * plane + oy * g.ow);
+                transpose_out(&codes, lanes, self.nc, g.ow, dst, plane);
             }
         }
     }
 }
 
+/// What the pixel loop reads besides the scratch row.
 struct Args<'a, V> {
-    sp: *const f32,
+    /// The first 25 taps' weight vectors.
+    wv: &'a [V; 25],
+    /// Weights of channel `c0`, tap 0 (taps past 25 load from here).
+    w: *const f32,
+    pitch: usize,
     offs: &'a [usize],
-    starts: &'a [usize],
-    w: &'a [f32],
-    segs: &'a [Segment],
-    seg_start: &'a [usize],
-    op: *mut u8,
-    pr: ReqVecs<V>,
+    /// Floats between the first taps of neighbouring output pixels.
+    step: usize,
 }
 
-/// A plane's output vectors, four at a time. `T` is the tap count when known at compile time
-/// (else 0); `WIDE` selects the requantisation path.
+/// One output row: `owp` pixels, [`COLS`] at a time, each `Σ_t w_t·x_t` over the lanes'
+/// channels, requantised and stored as `LANES` codes per pixel (`codes[x·LANES + lane]`). `T`
+/// is the tap count when known at compile time (else 0); `WIDE` selects the requantisation.
 #[inline(always)]
-unsafe fn vectors<D: QDot, const T: usize, const WIDE: bool>(a: &Args<'_, D::V>) {
+unsafe fn pixels<D: QDot, const T: usize, const WIDE: bool>(
+    a: &Args<'_, <D::F as Simd>::V>,
+    row: *const f32,
+    owp: usize,
+    pr: &crate::backend::cpu::simd_q8::ReqVecs<D::V>,
+    codes: *mut u8,
+) {
     type F<D> = <D as QDot>::F;
-    let l = D::LANES;
-    let taps = if T > 0 { T } else { a.w.len() };
-    let mut wv = [F::<D>::zero(); 25];
-    let mut ov = [0usize; 25];
-    for t in 0..taps.min(25) {
-        wv[t] = F::<D>::splat(a.w[t]);
-        ov[t] = a.offs[t];
-    }
-    let mut codes = [0u8; 64];
-    for (g4, st) in a.starts.chunks_exact(4).enumerate() {
-        let v0 = 4 * g4;
-        let s = [
-            a.sp.add(st[0]),
-            a.sp.add(st[1]),
-            a.sp.add(st[2]),
-            a.sp.add(st[3]),
-        ];
-        let mut acc = [F::<D>::zero(); 4];
-        if T > 0 {
-            for t in 0..T {
-                for (k, ak) in acc.iter_mut().enumerate() {
-                    *ak = F::<D>::fma(wv[t], F::<D>::load(s[k].add(ov[t])), *ak);
-                }
-            }
-        } else {
-            for t in 0..taps {
-                let (wt, o) = if t < 25 {
-                    (wv[t], ov[t])
-                } else {
-                    (F::<D>::splat(a.w[t]), a.offs[t])
-                };
-                for (k, ak) in acc.iter_mut().enumerate() {
-                    *ak = F::<D>::fma(wt, F::<D>::load(s[k].add(o)), *ak);
-                }
+    let taps = if T > 0 { T } else { a.offs.len() };
+    for x0 in (0..owp).step_by(COLS) {
+        let base = row.add(x0 * a.step);
+        let mut acc = [F::<D>::zero(); COLS];
+        for t in 0..taps {
+            let w = if t < 25 {
+                a.wv[t]
+            } else {
+                F::<D>::load(a.w.add(t * a.pitch))
+            };
+            let p = base.add(a.offs[t]);
+            for (k, ak) in acc.iter_mut().enumerate() {
+                *ak = F::<D>::fma(w, F::<D>::load(p.add(k * a.step)), *ak);
             }
         }
         for (k, &ak) in acc.iter().enumerate() {
-            let segs = &a.segs[a.seg_start[v0 + k]..a.seg_start[v0 + k + 1]];
-            if segs.is_empty() {
-                continue;
-            }
-            let r = D::requant::<WIDE>(D::from_f32(ak), &a.pr);
-            if let [one] = segs {
-                if one.lane == 0 {
-                    D::store_codes(a.op.add(one.dst), r, usize::from(one.n));
-                    continue;
-                }
-            }
-            D::store_codes(codes.as_mut_ptr(), r, l);
-            for sg in segs {
-                std::ptr::copy_nonoverlapping(
-                    codes.as_ptr().add(usize::from(sg.lane)),
-                    a.op.add(sg.dst),
-                    usize::from(sg.n),
-                );
-            }
+            let r = D::requant::<WIDE>(D::from_f32(ak), pr);
+            D::store_codes(codes.add((x0 + k) * D::LANES), r, D::LANES);
         }
     }
 }
 
-/// Fills one sub-plane: row `j` (of `rows`) holds input row `iy0 + j·sh`'s columns
-/// `i·sw + px − pl` for `i < wq` as f32, the zero point where that lies outside the plane;
-/// the slack after the rows holds the zero point too.
+/// Fills the scratch: row `j < rows_in` holds input row `iy0 + j`, column `i < wp` input
+/// column `i − pl`, lane `c < nc` channel `c` (plane `plane0 + c·hw` of `x`), as f32; the
+/// zero point where that lies outside the plane and in the lanes past `nc`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn fill_sub_plane(
-    plane: &[u8],
+fn fill(
+    scratch: &mut [f32],
+    x: &[u8],
+    plane0: usize,
+    hw: usize,
     g: &ConvGeom,
+    l: &Layout,
+    nc: usize,
     iy0: isize,
-    rows: usize,
-    px: usize,
-    wq: usize,
-    zx: u8,
-    dst: &mut [f32],
+    rows_in: usize,
+    z: f32,
 ) {
-    let (s, pl, h, w) = (g.sw, g.pl, g.h, g.w);
-    let z = f32::from(zx);
-    // Columns i with 0 <= i·s + px − pl < w.
-    let i_lo = pl.saturating_sub(px).div_ceil(s).min(wq);
-    let i_hi = (w + pl).saturating_sub(px).div_ceil(s).clamp(i_lo, wq);
-    for j in 0..rows {
-        let iy = iy0 + (j * g.sh) as isize;
-        let d = &mut dst[j * wq..(j + 1) * wq];
-        if iy < 0 || iy >= h as isize || i_lo == i_hi {
+    let (lanes, wp) = (l.lanes, l.wp);
+    let lo = g.pl.min(wp);
+    let hi = (g.pl + g.w).min(wp);
+    for j in 0..rows_in {
+        let d = &mut scratch[j * wp * lanes..(j + 1) * wp * lanes];
+        let iy = iy0 + j as isize;
+        if iy < 0 || iy >= g.h as isize || lo == hi {
             d.fill(z);
             continue;
         }
-        let row = &plane[iy as usize * w..(iy as usize + 1) * w];
-        d[..i_lo].fill(z);
-        let first = i_lo * s + px - pl;
-        let n = i_hi - i_lo;
-        let dd = &mut d[i_lo..i_hi];
-        if s == 1 {
-            for (o, &v) in dd.iter_mut().zip(&row[first..first + n]) {
-                *o = f32::from(v);
-            }
-        } else {
-            #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
-            let mut k = 0;
-            #[cfg(target_arch = "x86_64")]
-            if s == 2 {
-                // Even bytes of 16 (SSE2), widened to f32: 8 columns per step.
-                use std::arch::x86_64::*;
-                let mask = _mm_set1_epi16(0xFF);
-                let zero = _mm_setzero_si128();
-                let dp = dd.as_mut_ptr();
-                while k + 8 <= n && first + 2 * k + 16 <= w {
-                    let v = _mm_loadu_si128(row.as_ptr().add(first + 2 * k) as *const __m128i);
-                    let e = _mm_and_si128(v, mask);
-                    _mm_storeu_ps(dp.add(k), _mm_cvtepi32_ps(_mm_unpacklo_epi16(e, zero)));
-                    _mm_storeu_ps(dp.add(k + 4), _mm_cvtepi32_ps(_mm_unpackhi_epi16(e, zero)));
-                    k += 8;
-                }
-            }
-            for (kk, o) in dd[k..].iter_mut().enumerate() {
-                *o = f32::from(row[first + (k + kk) * s]);
+        d[..lo * lanes].fill(z);
+        d[hi * lanes..].fill(z);
+        if nc < lanes {
+            for px in d[lo * lanes..hi * lanes].chunks_exact_mut(lanes) {
+                px[nc..].fill(z);
             }
         }
-        d[i_hi..].fill(z);
+        let src = plane0 + iy as usize * g.w;
+        transpose_in(
+            x,
+            src,
+            hw,
+            nc,
+            hi - lo,
+            lanes,
+            &mut d[lo * lanes..hi * lanes],
+        );
     }
-    dst[rows * wq..].fill(z);
+}
+
+/// `dst[i·lanes + c] = x[src + c·hw + i]` for `c < nc`, `i < n`.
+fn transpose_in(
+    x: &[u8],
+    src: usize,
+    hw: usize,
+    nc: usize,
+    n: usize,
+    lanes: usize,
+    dst: &mut [f32],
+) {
+    assert!(
+        dst.len() >= n * lanes && nc <= lanes,
+        "transpose_in: bounds"
+    );
+    assert!(
+        nc == 0 || n == 0 || src + (nc - 1) * hw + n <= x.len(),
+        "transpose_in: source bounds"
+    );
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let mut c = 0;
+    #[cfg(target_arch = "x86_64")]
+    if lanes % 8 == 0 {
+        while c + 8 <= nc {
+            let mut i = 0;
+            while i + 8 <= n {
+                // SAFETY: rows `c .. c + 8` read bytes `i .. i + 8` of their planes' rows
+                // (`i + 8 <= n`, asserted in bounds); the writes are floats
+                // `(i + j)·lanes + c .. + 8 <= n·lanes` of `dst`.
+                unsafe {
+                    let rows: [*const u8; 8] =
+                        std::array::from_fn(|k| x.as_ptr().add(src + (c + k) * hw + i));
+                    sse2::bytes8x8_to_f32(rows, dst.as_mut_ptr().add(i * lanes + c), lanes);
+                }
+                i += 8;
+            }
+            for ii in i..n {
+                for k in 0..8 {
+                    dst[ii * lanes + c + k] = f32::from(x[src + (c + k) * hw + ii]);
+                }
+            }
+            c += 8;
+        }
+    }
+    for cc in c..nc {
+        let s = &x[src + cc * hw..src + cc * hw + n];
+        for (i, &v) in s.iter().enumerate() {
+            dst[i * lanes + cc] = f32::from(v);
+        }
+    }
+}
+
+/// `out[c·plane + i] = codes[i·lanes + c]` for `c < nc`, `i < n`.
+///
+/// # Safety
+/// `out` must be valid for writes at `c·plane + i` for every `c < nc`, `i < n`.
+unsafe fn transpose_out(
+    codes: &[u8],
+    lanes: usize,
+    nc: usize,
+    n: usize,
+    out: *mut u8,
+    plane: usize,
+) {
+    assert!(
+        codes.len() >= n * lanes && nc <= lanes,
+        "transpose_out: bounds"
+    );
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let mut c = 0;
+    #[cfg(target_arch = "x86_64")]
+    if lanes % 8 == 0 {
+        while c + 8 <= nc {
+            let mut i = 0;
+            while i + 8 <= n {
+                let rows: [*const u8; 8] =
+                    std::array::from_fn(|k| codes.as_ptr().add((i + k) * lanes + c));
+                sse2::bytes8x8_store(rows, out.add(c * plane + i), plane);
+                i += 8;
+            }
+            for ii in i..n {
+                for k in 0..8 {
+                    *out.add((c + k) * plane + ii) = codes[ii * lanes + c + k];
+                }
+            }
+            c += 8;
+        }
+    }
+    for cc in c..nc {
+        for i in 0..n {
+            *out.add(cc * plane + i) = codes[i * lanes + cc];
+        }
+    }
+}
+
+/// 8 × 8 byte transposes with SSE2 (every x86-64 core has it).
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::*;
+
+    /// Transposes 8 rows of 8 bytes: returns the columns in pairs, `[col 0 | col 1]`,
+    /// `[col 2 | col 3]`, `[col 4 | col 5]`, `[col 6 | col 7]`.
+    #[inline(always)]
+    unsafe fn transpose(rows: [*const u8; 8]) -> [__m128i; 4] {
+        let r: [__m128i; 8] = std::array::from_fn(|k| _mm_loadl_epi64(rows[k] as *const __m128i));
+        let a01 = _mm_unpacklo_epi8(r[0], r[1]);
+        let a23 = _mm_unpacklo_epi8(r[2], r[3]);
+        let a45 = _mm_unpacklo_epi8(r[4], r[5]);
+        let a67 = _mm_unpacklo_epi8(r[6], r[7]);
+        let b0 = _mm_unpacklo_epi16(a01, a23); // columns 0-3 of rows 0-3
+        let b1 = _mm_unpackhi_epi16(a01, a23); // columns 4-7 of rows 0-3
+        let b2 = _mm_unpacklo_epi16(a45, a67); // columns 0-3 of rows 4-7
+        let b3 = _mm_unpackhi_epi16(a45, a67); // columns 4-7 of rows 4-7
+        [
+            _mm_unpacklo_epi32(b0, b2),
+            _mm_unpackhi_epi32(b0, b2),
+            _mm_unpacklo_epi32(b1, b3),
+            _mm_unpackhi_epi32(b1, b3),
+        ]
+    }
+
+    /// Column `j` of the 8 × 8 bytes at `rows`, as 8 f32, to `dst + j·stride`.
+    ///
+    /// # Safety
+    /// Each row pointer is valid for 8 bytes; `dst + j·stride .. + 8` for writes, `j < 8`.
+    #[inline(always)]
+    pub(super) unsafe fn bytes8x8_to_f32(rows: [*const u8; 8], dst: *mut f32, stride: usize) {
+        let z = _mm_setzero_si128();
+        for (p, d) in transpose(rows).into_iter().enumerate() {
+            for (h, w) in [_mm_unpacklo_epi8(d, z), _mm_unpackhi_epi8(d, z)]
+                .into_iter()
+                .enumerate()
+            {
+                let o = dst.add((2 * p + h) * stride);
+                _mm_storeu_ps(o, _mm_cvtepi32_ps(_mm_unpacklo_epi16(w, z)));
+                _mm_storeu_ps(o.add(4), _mm_cvtepi32_ps(_mm_unpackhi_epi16(w, z)));
+            }
+        }
+    }
+
+    /// Column `j` of the 8 × 8 bytes at `rows` to `dst + j·stride .. + 8`.
+    ///
+    /// # Safety
+    /// Each row pointer is valid for 8 bytes; `dst + j·stride .. + 8` for writes, `j < 8`.
+    #[inline(always)]
+    pub(super) unsafe fn bytes8x8_store(rows: [*const u8; 8], dst: *mut u8, stride: usize) {
+        for (p, d) in transpose(rows).into_iter().enumerate() {
+            _mm_storel_epi64(dst.add(2 * p * stride) as *mut __m128i, d);
+            _mm_storel_epi64(
+                dst.add((2 * p + 1) * stride) as *mut __m128i,
+                _mm_unpackhi_epi64(d, d),
+            );
+        }
+    }
 }

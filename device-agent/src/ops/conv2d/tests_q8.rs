@@ -192,6 +192,23 @@ fn depthwise_strides_and_kernels() {
         ));
     }
     cases.push((2, 5, 7, 7, 5, [3, 3], [1, 1], [2, 2], [2; 4], 5, NONE));
+    // Several blocks of 8 and 16 channels plus a remainder, rows wider than the 8-column
+    // transposes with a tail, and a 7×7 filter (taps past the 25 held in registers).
+    cases.push((1, 41, 12, 30, 41, [3, 3], [1, 1], [1, 1], [1; 4], 41, RELU6));
+    cases.push((
+        1,
+        19,
+        11,
+        23,
+        19,
+        [3, 3],
+        [2, 2],
+        [1, 1],
+        [0, 0, 1, 1],
+        19,
+        NONE,
+    ));
+    cases.push((1, 17, 9, 20, 17, [7, 7], [1, 1], [1, 1], [3; 4], 17, RELU));
     cases.push((
         1,
         6,
