@@ -383,7 +383,7 @@ fn transpose_in(
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut c = 0;
     #[cfg(target_arch = "x86_64")]
-    if lanes % 8 == 0 {
+    if lanes.is_multiple_of(8) {
         while c + 8 <= nc {
             let mut i = 0;
             while i + 8 <= n {
@@ -432,7 +432,7 @@ unsafe fn transpose_out(
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut c = 0;
     #[cfg(target_arch = "x86_64")]
-    if lanes % 8 == 0 {
+    if lanes.is_multiple_of(8) {
         while c + 8 <= nc {
             let mut i = 0;
             while i + 8 <= n {
