@@ -78,11 +78,16 @@ def onnxruntime_profile(path, shape, threads, runs, warmup, tmp):
     return nodes, statistics.median(walls), ort.__version__
 
 
-def base_name(ort_node):
-    """Our node name inside onnxruntime's: QDQ fusion appends `_token_N`, quantized exports
-    append `_quant`/`_DequantizeLinear` and the like."""
+def base_name(ort_node, ours_names):
+    """Our node name inside onnxruntime's: QDQ fusion appends `_token_N`, the NCHWc layout
+    `_nchwc`, quantized exports `_DequantizeLinear` and the like; a convolution fused with its
+    activation takes the activation's name (`conv1/relu6`), so trailing `/part`s are dropped
+    until one of our names matches."""
     n = re.sub(r"_token_\d+$", "", ort_node)
-    return re.sub(r"_(DequantizeLinear|QuantizeLinear|quant|dequant)$", "", n)
+    n = re.sub(r"_(nchwc|DequantizeLinear|QuantizeLinear|quant|dequant)$", "", n)
+    while n not in ours_names and "/" in n:
+        n = n.rsplit("/", 1)[0]
+    return n
 
 
 def main():
@@ -111,11 +116,11 @@ def main():
         layers, ours_p50 = ours(model, args.precision, args.threads, args.runs, args.warmup)
         print(f"[{model}] onnxruntime with its profiler, {args.runs} runs", file=sys.stderr, flush=True)
         nodes, ort_p50, version = onnxruntime_profile(path, shape, args.threads, args.runs, args.warmup, tmp)
+        ours_names = {n for n, _, _ in layers}
         theirs = collections.defaultdict(float)
         for n, (_, ms) in nodes.items():
-            theirs[base_name(n)] += ms
-        ours_names = {n for n, _, _ in layers}
-        only_ort = sorted((n, op, ms) for n, (op, ms) in nodes.items() if base_name(n) not in ours_names)
+            theirs[base_name(n, ours_names)] += ms
+        only_ort = sorted((n, op, ms) for n, (op, ms) in nodes.items() if base_name(n, ours_names) not in ours_names)
         lines += ["", f"### {model} ({args.precision}; onnxruntime {version})", "",
                   "| layer | kind | ours ms | onnxruntime ms | ours / onnxruntime |", "| --- | --- | ---: | ---: | ---: |"]
         kinds = collections.defaultdict(lambda: [0, 0.0, 0.0])
