@@ -12,7 +12,7 @@
 //! whatever the stride, dilation, padding or plane width, and the per-channel weights and
 //! requantisation operands are loaded once per task (ncnn's packed layouts and XNNPACK's NHWC
 //! kernels do the same). The cost moves to the two transposes (8 × 8 bytes at a time with
-//! SSE2 on x86), once per input and output element.
+//! SSE2 on x86, the input widened to f32 with AVX2), once per input and output element.
 //!
 //! **Arithmetic**: the products `w·x` (8-bit weight × 8-bit code) and their sums are computed
 //! in f32 lanes with fused multiply-adds. This is exact integer arithmetic: every product is
@@ -363,6 +363,7 @@ fn fill(
 }
 
 /// `dst[i·lanes + c] = x[src + c·hw + i]` for `c < nc`, `i < n`.
+#[inline(always)]
 fn transpose_in(
     x: &[u8],
     src: usize,
@@ -383,13 +384,16 @@ fn transpose_in(
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut c = 0;
     #[cfg(target_arch = "x86_64")]
-    if lanes.is_multiple_of(8) {
+    // Only the 8- and 16-lane variants, which run on AVX2 cores, take the vector path; the
+    // flag is checked anyway (it is cached) so that the AVX2 widening is never reached
+    // without AVX2.
+    if lanes.is_multiple_of(8) && std::arch::is_x86_feature_detected!("avx2") {
         while c + 8 <= nc {
             let mut i = 0;
             while i + 8 <= n {
                 // SAFETY: rows `c .. c + 8` read bytes `i .. i + 8` of their planes' rows
                 // (`i + 8 <= n`, asserted in bounds); the writes are floats
-                // `(i + j)·lanes + c .. + 8 <= n·lanes` of `dst`.
+                // `(i + j)·lanes + c .. + 8 <= n·lanes` of `dst`; AVX2 is present (checked).
                 unsafe {
                     let rows: [*const u8; 8] =
                         std::array::from_fn(|k| x.as_ptr().add(src + (c + k) * hw + i));
@@ -456,7 +460,7 @@ unsafe fn transpose_out(
     }
 }
 
-/// 8 × 8 byte transposes with SSE2 (every x86-64 core has it).
+/// 8 × 8 byte transposes with SSE2 (every x86-64 core has it), widened to f32 with AVX2.
 #[cfg(target_arch = "x86_64")]
 mod sse2 {
     use std::arch::x86_64::*;
@@ -482,21 +486,19 @@ mod sse2 {
         ]
     }
 
-    /// Column `j` of the 8 × 8 bytes at `rows`, as 8 f32, to `dst + j·stride`.
+    /// Column `j` of the 8 × 8 bytes at `rows`, as 8 f32, to `dst + j·stride` (AVX2's
+    /// byte-to-dword widening: one widening, one conversion and one store per column).
     ///
     /// # Safety
-    /// Each row pointer is valid for 8 bytes; `dst + j·stride .. + 8` for writes, `j < 8`.
-    #[inline(always)]
+    /// Each row pointer is valid for 8 bytes; `dst + j·stride .. + 8` for writes, `j < 8`;
+    /// the core has AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
     pub(super) unsafe fn bytes8x8_to_f32(rows: [*const u8; 8], dst: *mut f32, stride: usize) {
-        let z = _mm_setzero_si128();
         for (p, d) in transpose(rows).into_iter().enumerate() {
-            for (h, w) in [_mm_unpacklo_epi8(d, z), _mm_unpackhi_epi8(d, z)]
-                .into_iter()
-                .enumerate()
-            {
+            for (h, w) in [d, _mm_unpackhi_epi64(d, d)].into_iter().enumerate() {
                 let o = dst.add((2 * p + h) * stride);
-                _mm_storeu_ps(o, _mm_cvtepi32_ps(_mm_unpacklo_epi16(w, z)));
-                _mm_storeu_ps(o.add(4), _mm_cvtepi32_ps(_mm_unpackhi_epi16(w, z)));
+                _mm256_storeu_ps(o, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(w)));
             }
         }
     }
