@@ -1,18 +1,8 @@
-//! 8-bit depthwise convolution (one filter per channel), direct, with **channels in the vector
-//! lanes**: a task takes a block of `LANES` channels and a block of output rows, copies their
-//! input rows once into a channel-interleaved scratch (`[row][column][lane]`, padding filled
-//! with the zero point), computes each output pixel of the block as `Σ_taps w_t · x_t` with one
-//! vector per tap (each lane its own channel and weight), requantises the `LANES` channels with
-//! per-lane operands, and transposes the codes back to the planar output.
-//!
-//! **Why channels in lanes, not columns**: the networks' depthwise layers are small planes
-//! (56², 28², 14², 7²) with many channels. Vectors along output columns waste lanes on narrow
-//! rows, need a strided gather for stride 2, and pay fills and scattered requantising stores
-//! per plane; with channels in lanes every tap of every pixel is one full aligned vector,
-//! whatever the stride, dilation, padding or plane width, and the per-channel weights and
-//! requantisation operands are loaded once per task (ncnn's packed layouts and XNNPACK's NHWC
-//! kernels do the same). The cost moves to the two transposes (8 × 8 bytes at a time with
-//! SSE2 on x86, the input widened to f32 with AVX2), once per input and output element.
+//! 8-bit depthwise convolution (one filter per channel), direct, with channels in the vector
+//! lanes ([`super::depthwise_lanes`]): each output pixel of a block of `LANES` channels is one
+//! vector per tap, requantised with per-lane operands, and the codes are transposed back to the
+//! planar output (8 × 8 bytes at a time with SSE2 on x86; the input is widened to f32 with
+//! AVX2).
 //!
 //! **Arithmetic**: the products `w·x` (8-bit weight × 8-bit code) and their sums are computed
 //! in f32 lanes with fused multiply-adds. This is exact integer arithmetic: every product is
@@ -22,21 +12,15 @@
 //! layers have only 9 or 25 products per output: on x86 without VNNI the FMA units (two per
 //! core) outrun the 16-bit integer multiply path, which needs shuffles to pair taps.
 use super::cpu_f32::ConvGeom;
+use super::depthwise_lanes::{self as lanes, Block, Emit, Layout, Source, Taps};
 use crate::backend::cpu::buf::with_scratch;
 use crate::backend::cpu::gemm_q8::QOut;
 use crate::backend::cpu::simd::Simd;
-use crate::backend::cpu::simd_q8::{QDot, QFn, QIsa, ReqArrays};
+use crate::backend::cpu::simd_q8::{QDot, QFn, QIsa, ReqArrays, ReqVecs};
 use crate::backend::cpu::CpuCtx;
 use crate::quant::{ChannelRequant, QTensor, SharedQTensor};
 use crate::tensor::Slice;
 use crate::Result;
-
-/// Output columns computed together (independent accumulators that hide the FMA latency).
-const COLS: usize = 4;
-/// Slack after each tap's weights so that a whole vector loads at any channel.
-const W_SLACK: usize = 64;
-/// Scratch floats a task aims to stay under (128 KiB: the filled rows stay in L2).
-const SCRATCH_FLOATS: usize = 32 * 1024;
 
 /// Filters (exact f32 copies of the 8-bit weights, tap-major) and per-channel requantisation.
 #[derive(Debug)]
@@ -60,62 +44,12 @@ pub(crate) fn prepare(
     c: usize,
     taps: usize,
 ) -> PreparedDepthwiseQ8 {
-    let pitch = c + W_SLACK;
-    let mut wt = vec![0f32; taps * pitch];
-    for (ch, filter) in w.chunks_exact(taps).take(c).enumerate() {
-        for (t, &v) in filter.iter().enumerate() {
-            wt[t * pitch + ch] = f32::from(v);
-        }
-    }
+    let (w, pitch) = lanes::tap_major(w, c, taps);
     PreparedDepthwiseQ8 {
-        w: wt,
+        w,
         pitch,
         req: ReqArrays::new(req, c),
     }
-}
-
-/// The shape of the work: output columns padded to whole groups, the scratch row width, and
-/// input rows per output-row block.
-#[derive(Clone, Copy, Debug)]
-struct Layout {
-    lanes: usize,
-    /// Output columns computed (`ow` rounded up to [`COLS`]).
-    owp: usize,
-    /// Scratch columns: every input column the padded outputs read.
-    wp: usize,
-}
-
-impl Layout {
-    fn new(g: &ConvGeom, lanes: usize) -> Layout {
-        let owp = g.ow.next_multiple_of(COLS);
-        Layout {
-            lanes,
-            owp,
-            wp: (owp - 1) * g.sw + (g.kw - 1) * g.dw + 1,
-        }
-    }
-    /// Input rows read by `nr` consecutive output rows.
-    fn rows_in(g: &ConvGeom, nr: usize) -> usize {
-        (nr.max(1) - 1) * g.sh + (g.kh - 1) * g.dh + 1
-    }
-    fn scratch(&self, g: &ConvGeom, nr: usize) -> usize {
-        Self::rows_in(g, nr) * self.wp * self.lanes
-    }
-}
-
-/// Output rows per task: whole slices when channel blocks alone give every worker enough
-/// tasks, else row blocks; never more than the scratch budget allows.
-fn rows_per_task(units: usize, rows: usize, threads: usize, g: &ConvGeom, l: &Layout) -> usize {
-    let target = threads * 4;
-    let mut rp = if threads <= 1 || units >= target {
-        rows
-    } else {
-        rows.div_ceil(target.div_ceil(units).min(rows))
-    };
-    while rp > 1 && l.scratch(g, rp) > SCRATCH_FLOATS {
-        rp = rp.div_ceil(2);
-    }
-    rp.max(1)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -130,43 +64,21 @@ pub(crate) fn run(
     slice: &Slice,
 ) -> Result<()> {
     let l = Layout::new(g, isa.shape().lanes);
-    let chans = slice.channels.clone();
-    let rows = slice.rows.clone();
-    if chans.is_empty() || rows.is_empty() {
-        return Ok(());
-    }
-    let blocks = chans.len().div_ceil(l.lanes);
-    let units = g.n * blocks;
-    let rp = rows_per_task(units, rows.len(), ctx.threads(), g, &l);
-    let row_blocks = rows.len().div_ceil(rp);
-    let scratch_len = l.scratch(g, rp);
+    let offs = l.tap_offsets(g);
     let out_ptr = out.as_ptr() as usize;
     let zx = x.qparams().zero_point;
-    let taps = g.kh * g.kw;
-    // Each tap's offset in the scratch, in floats.
-    let offs: Vec<usize> = (0..g.kh)
-        .flat_map(|ky| (0..g.kw).map(move |kx| (ky * g.dh * l.wp + kx * g.dw) * l.lanes))
-        .collect();
-    ctx.for_each_task(units * row_blocks, |t| {
-        let (u, rb) = (t / row_blocks, t % row_blocks);
-        let (b, blk) = (u / blocks, u % blocks);
-        let c0 = chans.start + blk * l.lanes;
-        let nc = l.lanes.min(chans.end - c0);
-        let oy0 = rows.start + rb * rp;
-        let oy1 = (oy0 + rp).min(rows.end);
+    let (chans, rows) = (slice.channels.clone(), slice.rows.clone());
+    lanes::for_each_block(ctx, g, &l, chans, rows, |blk, scratch_len| {
         with_scratch(scratch_len, |scratch| {
-            isa.dispatch(Block {
+            isa.dispatch(Task {
                 g,
                 l,
                 p,
                 q,
                 x: x.data(),
                 zx,
-                b,
-                c0,
-                nc,
-                oy: oy0..oy1,
-                offs: &offs[..taps],
+                blk,
+                offs: &offs,
                 scratch,
                 out: out_ptr as *mut u8,
             })
@@ -175,253 +87,143 @@ pub(crate) fn run(
     Ok(())
 }
 
-/// One task: channels `c0 .. c0 + nc` of batch `b`, output rows `oy`.
-struct Block<'a> {
+/// One block of channels and rows.
+struct Task<'a> {
     g: &'a ConvGeom,
     l: Layout,
     p: &'a PreparedDepthwiseQ8,
     q: QOut,
     x: &'a [u8],
     zx: u8,
-    b: usize,
-    c0: usize,
-    nc: usize,
-    oy: std::ops::Range<usize>,
+    blk: Block,
     offs: &'a [usize],
     scratch: &'a mut [f32],
-    /// Output codes: this task's channels and rows lie in the caller's slice.
+    /// Output codes: this block's channels and rows lie in the caller's slice.
     out: *mut u8,
 }
 
-impl QFn for Block<'_> {
+impl QFn for Task<'_> {
     type Output = ();
     #[inline(always)]
     fn call<D: QDot>(self) {
-        let (g, l) = (self.g, self.l);
+        let (g, l, blk) = (self.g, self.l, &self.blk);
         let lanes = D::LANES;
         assert!(lanes == l.lanes, "depthwise: lane count of another variant");
-        let nr = self.oy.len();
-        let rows_in = Layout::rows_in(g, nr);
         assert!(
-            self.scratch.len() >= rows_in * l.wp * lanes,
+            self.scratch.len() >= l.scratch(g, blk.rows.len()),
             "depthwise: scratch too small"
         );
         assert!(
-            self.nc >= 1 && self.nc <= lanes && self.c0 + self.nc <= g.cout,
-            "depthwise: channel block out of range"
+            blk.c0 + blk.nc <= g.cout && blk.rows.end <= g.oh,
+            "depthwise: block out of range"
         );
-        assert!(
-            self.x.len() >= g.n * g.cin * g.h * g.w,
-            "depthwise: input too short"
-        );
-        let hw = g.h * g.w;
-        let iy0 = (self.oy.start * g.sh) as isize - g.pt as isize;
-        fill(
-            self.scratch,
-            self.x,
-            (self.b * g.cin + self.c0) * hw,
-            hw,
-            g,
-            &l,
-            self.nc,
-            iy0,
-            rows_in,
-            f32::from(self.zx),
-        );
+        lanes::fill(self.scratch, self.x, g, &l, blk, f32::from(self.zx));
         let mut codes = vec![0u8; l.owp * lanes];
         let sp = self.scratch.as_ptr();
-        let taps = self.offs.len();
-        // SAFETY: the asserts above bound every access. Weights: tap `t` reads `LANES` floats
-        // at `t·pitch + c0 <= t·pitch + cout`, inside the `W_SLACK` zero slack. Scratch: pixel
-        // `x < owp` of output row `r < nr` reads tap offsets up to `((r·sh + (kh−1)·dh)·wp +
-        // (owp−1)·sw + (kw−1)·dw)·LANES + LANES <= rows_in·wp·LANES`. Codes: `owp·LANES`
-        // bytes. Output: channels `c0 .. c0 + nc` (< cout) and rows of `oy` (< oh) of batch
-        // `b`, which the caller's slice owns.
+        // SAFETY: the asserts above and in `fill` bound every access. Weights: tap `t` reads
+        // `LANES` floats at `t·pitch + c0 <= t·pitch + cout`, inside the zero slack. Scratch:
+        // filled for the block's rows. Codes: `owp·LANES` bytes. Output: channels
+        // `c0 .. c0 + nc` (< cout) and the block's rows (< oh) of batch `b`, which the caller's
+        // slice owns.
         unsafe {
-            let mut wv = [<D::F as Simd>::zero(); 25];
-            for (t, w) in wv.iter_mut().enumerate().take(taps.min(25)) {
-                *w = <D::F as Simd>::load(self.p.w.as_ptr().add(t * self.p.pitch + self.c0));
-            }
-            let pr = D::req_lanes(&self.p.req, self.c0, self.q);
-            let a = Args {
-                wv: &wv,
-                w: self.p.w.as_ptr().add(self.c0),
-                pitch: self.p.pitch,
-                offs: self.offs,
-                step: g.sw * lanes,
-            };
-            for (r, oy) in self.oy.clone().enumerate() {
+            let taps = Taps::new::<D::F>(&self.p.w, self.p.pitch, blk.c0, self.offs, g);
+            let plane = g.oh * g.ow;
+            let pr = D::req_lanes(&self.p.req, blk.c0, self.q);
+            let cp = codes.as_mut_ptr();
+            let mut narrow = Requant::<D, false> { pr, codes: cp };
+            let mut wide = Requant::<D, true> { pr, codes: cp };
+            for (r, oy) in blk.rows.clone().enumerate() {
                 let row = sp.add(r * g.sh * l.wp * lanes);
-                let cp = codes.as_mut_ptr();
-                match (taps, self.p.req.wide) {
-                    (9, false) => pixels::<D, 9, false>(&a, row, l.owp, &pr, cp),
-                    (25, false) => pixels::<D, 25, false>(&a, row, l.owp, &pr, cp),
-                    (_, false) => pixels::<D, 0, false>(&a, row, l.owp, &pr, cp),
-                    (_, true) => pixels::<D, 0, true>(&a, row, l.owp, &pr, cp),
+                if self.p.req.wide {
+                    lanes::pixels_any::<D::F>(&taps, row, l.owp, &mut wide);
+                } else {
+                    lanes::pixels_any::<D::F>(&taps, row, l.owp, &mut narrow);
                 }
-                let plane = g.oh * g.ow;
-                let dst = self
-                    .out
-                    .add((self.b * g.cout + self.c0) * plane + oy * g.ow);
-                transpose_out(&codes, lanes, self.nc, g.ow, dst, plane);
+                let dst = self.out.add((blk.b * g.cout + blk.c0) * plane + oy * g.ow);
+                transpose_codes(&codes, lanes, blk.nc, g.ow, dst, plane);
             }
         }
     }
 }
 
-/// What the pixel loop reads besides the scratch row.
-struct Args<'a, V> {
-    /// The first 25 taps' weight vectors.
-    wv: &'a [V; 25],
-    /// Weights of channel `c0`, tap 0 (taps past 25 load from here).
-    w: *const f32,
-    pitch: usize,
-    offs: &'a [usize],
-    /// Floats between the first taps of neighbouring output pixels.
-    step: usize,
-}
-
-/// One output row: `owp` pixels, [`COLS`] at a time, each `Σ_t w_t·x_t` over the lanes'
-/// channels, requantised and stored as `LANES` codes per pixel (`codes[x·LANES + lane]`). `T`
-/// is the tap count when known at compile time (else 0); `WIDE` selects the requantisation.
-#[inline(always)]
-unsafe fn pixels<D: QDot, const T: usize, const WIDE: bool>(
-    a: &Args<'_, <D::F as Simd>::V>,
-    row: *const f32,
-    owp: usize,
-    pr: &crate::backend::cpu::simd_q8::ReqVecs<D::V>,
+/// Requantises the accumulators and stores `LANES` codes per pixel (`codes[x·LANES + lane]`).
+struct Requant<D: QDot, const WIDE: bool> {
+    pr: ReqVecs<D::V>,
     codes: *mut u8,
-) {
-    type F<D> = <D as QDot>::F;
-    let taps = if T > 0 { T } else { a.offs.len() };
-    for x0 in (0..owp).step_by(COLS) {
-        let base = row.add(x0 * a.step);
-        let mut acc = [F::<D>::zero(); COLS];
-        for t in 0..taps {
-            let w = if t < 25 {
-                a.wv[t]
-            } else {
-                F::<D>::load(a.w.add(t * a.pitch))
-            };
-            let p = base.add(a.offs[t]);
-            for (k, ak) in acc.iter_mut().enumerate() {
-                *ak = F::<D>::fma(w, F::<D>::load(p.add(k * a.step)), *ak);
-            }
-        }
+}
+
+impl<D: QDot, const WIDE: bool> Emit<<D::F as Simd>::V> for Requant<D, WIDE> {
+    #[inline(always)]
+    unsafe fn emit(&mut self, x0: usize, acc: &[<D::F as Simd>::V; lanes::COLS]) {
         for (k, &ak) in acc.iter().enumerate() {
-            let r = D::requant::<WIDE>(D::from_f32(ak), pr);
-            D::store_codes(codes.add((x0 + k) * D::LANES), r, D::LANES);
+            let r = D::requant::<WIDE>(D::from_f32(ak), &self.pr);
+            D::store_codes(self.codes.add((x0 + k) * D::LANES), r, D::LANES);
         }
     }
 }
 
-/// Fills the scratch: row `j < rows_in` holds input row `iy0 + j`, column `i < wp` input
-/// column `i − pl`, lane `c < nc` channel `c` (plane `plane0 + c·hw` of `x`), as f32; the
-/// zero point where that lies outside the plane and in the lanes past `nc`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn fill(
-    scratch: &mut [f32],
-    x: &[u8],
-    plane0: usize,
-    hw: usize,
-    g: &ConvGeom,
-    l: &Layout,
-    nc: usize,
-    iy0: isize,
-    rows_in: usize,
-    z: f32,
-) {
-    let (lanes, wp) = (l.lanes, l.wp);
-    let lo = g.pl.min(wp);
-    let hi = (g.pl + g.w).min(wp);
-    for j in 0..rows_in {
-        let d = &mut scratch[j * wp * lanes..(j + 1) * wp * lanes];
-        let iy = iy0 + j as isize;
-        if iy < 0 || iy >= g.h as isize || lo == hi {
-            d.fill(z);
-            continue;
-        }
-        d[..lo * lanes].fill(z);
-        d[hi * lanes..].fill(z);
-        if nc < lanes {
-            for px in d[lo * lanes..hi * lanes].chunks_exact_mut(lanes) {
-                px[nc..].fill(z);
-            }
-        }
-        let src = plane0 + iy as usize * g.w;
-        transpose_in(
-            x,
-            src,
-            hw,
-            nc,
-            hi - lo,
-            lanes,
-            &mut d[lo * lanes..hi * lanes],
+impl Source for u8 {
+    /// The 8-bit codes widened to f32: 8 channels × 8 columns at a time on AVX2 cores.
+    #[inline(always)]
+    fn transpose_in(
+        x: &[u8],
+        src: usize,
+        hw: usize,
+        nc: usize,
+        n: usize,
+        lanes: usize,
+        dst: &mut [f32],
+    ) {
+        assert!(
+            dst.len() >= n * lanes && nc <= lanes,
+            "transpose_in: bounds"
         );
-    }
-}
-
-/// `dst[i·lanes + c] = x[src + c·hw + i]` for `c < nc`, `i < n`.
-#[inline(always)]
-fn transpose_in(
-    x: &[u8],
-    src: usize,
-    hw: usize,
-    nc: usize,
-    n: usize,
-    lanes: usize,
-    dst: &mut [f32],
-) {
-    assert!(
-        dst.len() >= n * lanes && nc <= lanes,
-        "transpose_in: bounds"
-    );
-    assert!(
-        nc == 0 || n == 0 || src + (nc - 1) * hw + n <= x.len(),
-        "transpose_in: source bounds"
-    );
-    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
-    let mut c = 0;
-    #[cfg(target_arch = "x86_64")]
-    // Only the 8- and 16-lane variants, which run on AVX2 cores, take the vector path; the
-    // flag is checked anyway (it is cached) so that the AVX2 widening is never reached
-    // without AVX2.
-    if lanes.is_multiple_of(8) && std::arch::is_x86_feature_detected!("avx2") {
-        while c + 8 <= nc {
-            let mut i = 0;
-            while i + 8 <= n {
-                // SAFETY: rows `c .. c + 8` read bytes `i .. i + 8` of their planes' rows
-                // (`i + 8 <= n`, asserted in bounds); the writes are floats
-                // `(i + j)·lanes + c .. + 8 <= n·lanes` of `dst`; AVX2 is present (checked).
-                unsafe {
-                    let rows: [*const u8; 8] =
-                        std::array::from_fn(|k| x.as_ptr().add(src + (c + k) * hw + i));
-                    sse2::bytes8x8_to_f32(rows, dst.as_mut_ptr().add(i * lanes + c), lanes);
+        assert!(
+            nc == 0 || n == 0 || src + (nc - 1) * hw + n <= x.len(),
+            "transpose_in: source bounds"
+        );
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+        let mut c = 0;
+        // Only the 8- and 16-lane variants, which run on AVX2 cores, take the vector path; the
+        // flag is checked anyway (it is cached) so that the AVX2 widening is never reached
+        // without AVX2.
+        #[cfg(target_arch = "x86_64")]
+        if lanes.is_multiple_of(8) && std::arch::is_x86_feature_detected!("avx2") {
+            while c + 8 <= nc {
+                let mut i = 0;
+                while i + 8 <= n {
+                    // SAFETY: rows `c .. c + 8` read bytes `i .. i + 8` of their planes' rows
+                    // (`i + 8 <= n`, asserted in bounds); the writes are floats
+                    // `(i + j)·lanes + c .. + 8 <= n·lanes` of `dst`; AVX2 is present (checked).
+                    unsafe {
+                        let rows: [*const u8; 8] =
+                            std::array::from_fn(|k| x.as_ptr().add(src + (c + k) * hw + i));
+                        sse2::bytes8x8_to_f32(rows, dst.as_mut_ptr().add(i * lanes + c), lanes);
+                    }
+                    i += 8;
                 }
-                i += 8;
-            }
-            for ii in i..n {
-                for k in 0..8 {
-                    dst[ii * lanes + c + k] = f32::from(x[src + (c + k) * hw + ii]);
+                for ii in i..n {
+                    for k in 0..8 {
+                        dst[ii * lanes + c + k] = f32::from(x[src + (c + k) * hw + ii]);
+                    }
                 }
+                c += 8;
             }
-            c += 8;
         }
-    }
-    for cc in c..nc {
-        let s = &x[src + cc * hw..src + cc * hw + n];
-        for (i, &v) in s.iter().enumerate() {
-            dst[i * lanes + cc] = f32::from(v);
+        for cc in c..nc {
+            let s = &x[src + cc * hw..src + cc * hw + n];
+            for (i, &v) in s.iter().enumerate() {
+                dst[i * lanes + cc] = f32::from(v);
+            }
         }
     }
 }
 
-/// `out[c·plane + i] = codes[i·lanes + c]` for `c < nc`, `i < n`.
+/// `out[c·plane + i] = codes[i·lanes + c]` for `c < nc`, `i < n`, 8 × 8 at a time on x86.
 ///
 /// # Safety
 /// `out` must be valid for writes at `c·plane + i` for every `c < nc`, `i < n`.
-unsafe fn transpose_out(
+unsafe fn transpose_codes(
     codes: &[u8],
     lanes: usize,
     nc: usize,
@@ -453,11 +255,8 @@ unsafe fn transpose_out(
             c += 8;
         }
     }
-    for cc in c..nc {
-        for i in 0..n {
-            *out.add(cc * plane + i) = codes[i * lanes + cc];
-        }
-    }
+    let rest = codes.get(c..).unwrap_or(&[]);
+    lanes::transpose_out(rest, lanes, nc - c, n, out.add(c * plane), plane);
 }
 
 /// 8 × 8 byte transposes with SSE2 (every x86-64 core has it), widened to f32 with AVX2.

@@ -304,6 +304,10 @@ fn depthwise() {
             RELU6,
         ),
         (1, 4, 8, 9, 4, [1, 3], [3, 3], [1, 1], [0, 1, 0, 1], 4, NONE),
+        // Several blocks of 8 and 16 channels plus a remainder, and a 7×7 filter (taps past
+        // the 25 held in registers).
+        (1, 41, 12, 30, 41, [3, 3], [1, 1], [1, 1], [1; 4], 41, RELU6),
+        (1, 17, 9, 20, 17, [7, 7], [1, 1], [1, 1], [3; 4], 17, RELU),
     ]);
     run_cases(&cases, 5);
 }
