@@ -156,10 +156,15 @@ def main():
             ratio = f"{ours_p50 / med:.2f}×" if ours_p50 and engine != "ours" else ""
             name = engine if engine == "ours" else f"{engine} {note}"
             lines.append(f"| {model} | {name} | {' / '.join(f'{p:.2f}' for p, _ in trials)} | {' / '.join(str(n) for _, n in trials)} | {ratio} |")
+    emit(lines, args.markdown)
+
+
+def emit(lines, markdown=None):
+    """Prints the report and, when asked, writes it as Markdown (the tools share this)."""
     text = "\n".join(lines)
     print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
+    if markdown:
+        with open(markdown, "w") as f:
             f.write(text + "\n")
 
 

@@ -133,11 +133,7 @@ def main():
             ratio = f"{q50 / med:.2f}×" if q50 and engine != "ours-quint8" else ""
             lines.append(f"| {model} | {engine} | {' / '.join(f'{p:.2f}' for p, _ in trials)} | "
                          f"{' / '.join(str(n) for _, n in trials)} | {med:.2f} | {ratio} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text + "\n")
+    bench_peers.emit(lines, args.markdown)
 
 
 if __name__ == "__main__":

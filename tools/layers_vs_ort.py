@@ -142,11 +142,7 @@ def main():
                      f"{len(only_ort)} | | {extra:.3f} | |")
         lines += ["", f"Whole inference p50: ours {ours_p50:.2f} ms, onnxruntime {ort_p50:.2f} ms "
                   f"(with its profiler on), ratio {ours_p50 / ort_p50:.2f}×."]
-    text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text + "\n")
+    bench_peers.emit(lines, args.markdown)
 
 
 if __name__ == "__main__":

@@ -100,15 +100,7 @@ impl SimdFn for Task<'_> {
     fn call<S: Simd>(self) {
         let (g, l, blk) = (self.g, self.l, &self.blk);
         let lanes = S::LANES;
-        assert!(lanes == l.lanes, "depthwise: lane count of another variant");
-        assert!(
-            self.scratch.len() >= l.scratch(g, blk.rows.len()),
-            "depthwise: scratch too small"
-        );
-        assert!(
-            blk.c0 + blk.nc <= g.cout && blk.rows.end <= g.oh,
-            "depthwise: block out of range"
-        );
+        blk.check(g, &l, lanes, self.scratch.len());
         lanes::fill(self.scratch, self.x, g, &l, blk, 0.0);
         let mut vals = vec![0f32; l.owp * lanes];
         let sp = self.scratch.as_ptr();

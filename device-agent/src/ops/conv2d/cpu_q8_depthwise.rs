@@ -108,15 +108,7 @@ impl QFn for Task<'_> {
     fn call<D: QDot>(self) {
         let (g, l, blk) = (self.g, self.l, &self.blk);
         let lanes = D::LANES;
-        assert!(lanes == l.lanes, "depthwise: lane count of another variant");
-        assert!(
-            self.scratch.len() >= l.scratch(g, blk.rows.len()),
-            "depthwise: scratch too small"
-        );
-        assert!(
-            blk.c0 + blk.nc <= g.cout && blk.rows.end <= g.oh,
-            "depthwise: block out of range"
-        );
+        blk.check(g, &l, lanes, self.scratch.len());
         lanes::fill(self.scratch, self.x, g, &l, blk, f32::from(self.zx));
         let mut codes = vec![0u8; l.owp * lanes];
         let sp = self.scratch.as_ptr();
@@ -165,7 +157,7 @@ impl<D: QDot, const WIDE: bool> Emit<<D::F as Simd>::V> for Requant<D, WIDE> {
 impl Source for u8 {
     /// The 8-bit codes widened to f32: 8 channels × 8 columns at a time on AVX2 cores.
     #[inline(always)]
-    fn transpose_in(
+    unsafe fn transpose_in(
         x: &[u8],
         src: usize,
         hw: usize,
@@ -174,14 +166,6 @@ impl Source for u8 {
         lanes: usize,
         dst: &mut [f32],
     ) {
-        assert!(
-            dst.len() >= n * lanes && nc <= lanes,
-            "transpose_in: bounds"
-        );
-        assert!(
-            nc == 0 || n == 0 || src + (nc - 1) * hw + n <= x.len(),
-            "transpose_in: source bounds"
-        );
         #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut c = 0;
         // Only the 8- and 16-lane variants, which run on AVX2 cores, take the vector path; the
@@ -193,13 +177,11 @@ impl Source for u8 {
                 let mut i = 0;
                 while i + 8 <= n {
                     // SAFETY: rows `c .. c + 8` read bytes `i .. i + 8` of their planes' rows
-                    // (`i + 8 <= n`, asserted in bounds); the writes are floats
+                    // (`i + 8 <= n`, in `x` by the contract); the writes are floats
                     // `(i + j)·lanes + c .. + 8 <= n·lanes` of `dst`; AVX2 is present (checked).
-                    unsafe {
-                        let rows: [*const u8; 8] =
-                            std::array::from_fn(|k| x.as_ptr().add(src + (c + k) * hw + i));
-                        sse2::bytes8x8_to_f32(rows, dst.as_mut_ptr().add(i * lanes + c), lanes);
-                    }
+                    let rows: [*const u8; 8] =
+                        std::array::from_fn(|k| x.as_ptr().add(src + (c + k) * hw + i));
+                    sse2::bytes8x8_to_f32(rows, dst.as_mut_ptr().add(i * lanes + c), lanes);
                     i += 8;
                 }
                 for ii in i..n {

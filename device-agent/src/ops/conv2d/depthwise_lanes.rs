@@ -85,6 +85,22 @@ pub(crate) struct Block {
     pub rows: Range<usize>,
 }
 
+impl Block {
+    /// Checks what a kernel's unchecked loads and stores rely on: the variant's lane count is
+    /// the layout's, the scratch holds the block, and the block lies in the output.
+    pub fn check(&self, g: &ConvGeom, l: &Layout, lanes: usize, scratch: usize) {
+        assert!(lanes == l.lanes, "depthwise: lane count of another variant");
+        assert!(
+            scratch >= l.scratch(g, self.rows.len()),
+            "depthwise: scratch too small"
+        );
+        assert!(
+            self.c0 + self.nc <= g.cout && self.rows.end <= g.oh,
+            "depthwise: block out of range"
+        );
+    }
+}
+
 /// Splits `channels × rows` of every batch into [`Block`]s and runs `f` on each, in parallel;
 /// returns the scratch floats a block needs. Whole row ranges when channel blocks alone give
 /// every worker enough tasks, else row blocks; never more than the scratch budget allows.
@@ -134,8 +150,12 @@ pub(crate) fn for_each_block(
 /// An input element type the scratch is filled from.
 pub(crate) trait Source: Copy + Into<f32> {
     /// `dst[i·lanes + c] = x[src + c·hw + i]` for `c < nc`, `i < n`.
+    ///
+    /// # Safety
+    /// `nc <= lanes`, `dst.len() >= n·lanes`, and `x` holds `src + (nc − 1)·hw + n` elements
+    /// (checked by [`fill`], the caller).
     #[inline(always)]
-    fn transpose_in(
+    unsafe fn transpose_in(
         x: &[Self],
         src: usize,
         hw: usize,
@@ -144,10 +164,6 @@ pub(crate) trait Source: Copy + Into<f32> {
         lanes: usize,
         dst: &mut [f32],
     ) {
-        assert!(
-            dst.len() >= n * lanes && nc <= lanes,
-            "transpose_in: bounds"
-        );
         for c in 0..nc {
             let s = &x[src + c * hw..src + c * hw + n];
             for (i, &v) in s.iter().enumerate() {
@@ -196,15 +212,14 @@ pub(crate) fn fill<T: Source>(
             }
         }
         let src = plane0 + iy as usize * g.w;
-        T::transpose_in(
-            x,
-            src,
-            hw,
-            blk.nc,
-            hi - lo,
-            lanes,
-            &mut d[lo * lanes..hi * lanes],
+        let n = hi - lo;
+        assert!(
+            src + (blk.nc - 1) * hw + n <= x.len(),
+            "depthwise: input rows out of range"
         );
+        // SAFETY: `nc <= lanes` (asserted above), the row holds `n·lanes` floats, and the
+        // source rows are in `x` (asserted).
+        unsafe { T::transpose_in(x, src, hw, blk.nc, n, lanes, &mut d[lo * lanes..hi * lanes]) };
     }
 }
 
