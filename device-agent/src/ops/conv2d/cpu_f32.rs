@@ -1,7 +1,7 @@
 //! Optimised CPU F32 convolution. Three algorithms, chosen at prepare:
 //! - 1×1, stride 1, no padding: a matrix product straight on NCHW,
 //!   `out[c, hw] = W[c, :] · X[:, hw]`, the activation panels packed from the tensor;
-//! - depthwise (one filter per channel): a direct kernel vectorised along output columns
+//! - depthwise (one filter per channel): a direct kernel with channels in the vector lanes
 //!   ([`super::cpu_f32_depthwise`]);
 //! - anything else (k×k, strided, dilated, padded, grouped): a matrix product whose
 //!   activation panels are built by im2col directly in the packing step (no im2col matrix).

@@ -1,7 +1,7 @@
 //! Optimised CPU 8-bit convolution (QUInt8 activations, per-channel 8-bit weights, 32-bit
 //! accumulators). Algorithms, chosen at prepare as for F32:
 //! - 1×1, stride 1, no padding: the 8-bit matrix product straight on the NCHW codes;
-//! - depthwise: a direct kernel along output columns (`cpu_q8_depthwise.rs`);
+//! - depthwise: a direct kernel with channels in the vector lanes (`cpu_q8_depthwise.rs`);
 //! - anything else (k×k, strided, dilated, padded, grouped): the 8-bit product whose
 //!   activation panels are gathered by im2col in the packing step, padding filled with the
 //!   input's zero point (real 0).
