@@ -15,6 +15,7 @@
 //! `VECS` vectors of accumulators (AVX-512: 8 × 3·16 = 24 zmm accumulators).
 use super::buf::{with_scratch, AlignedVec};
 use super::isa::Isa;
+use super::plan::{plan, TaskCosts};
 use super::simd::{Simd, SimdFn, TileFn};
 use super::CpuCtx;
 use std::ops::Range;
@@ -262,7 +263,18 @@ pub unsafe fn gemm<P: PackSource>(
     let m_units = ms.end.div_ceil(m_unit) - ms.start / m_unit;
     let n_units = ns.len().div_ceil(n_unit);
     let n_max = (PACK_TARGET / (k.max(1) * n_unit)).max(1);
-    let (mb, nb) = plan(m_units, n_units, n_max, ctx.threads, k * m_unit * n_unit);
+    let (mb, nb) = plan(
+        m_units,
+        n_units,
+        n_max,
+        ctx.threads,
+        k * m_unit * n_unit,
+        // About 4 µs per task (scheduling, set-up).
+        TaskCosts {
+            overhead: 100_000,
+            pack_div: 0,
+        },
+    );
     let m_blocks = m_units.div_ceil(mb);
     let n_blocks = n_units.div_ceil(nb);
     // Packed activations for the whole K, plus (activations broadcast, chunked K) the tile
@@ -294,44 +306,6 @@ pub unsafe fn gemm<P: PackSource>(
             isa.dispatch(job)
         })
     });
-}
-
-/// Chooses task sizes `(m units, n units)` per task: tasks fit the cache (`n_max`), and
-/// their count balances over `threads` (makespan in tile-work units, plus a per-task cost).
-fn plan(
-    m_units: usize,
-    n_units: usize,
-    n_max: usize,
-    threads: usize,
-    tile_work: usize,
-) -> (usize, usize) {
-    let n_min_blocks = n_units.div_ceil(n_max);
-    if threads <= 1 {
-        return (m_units, n_units.div_ceil(n_min_blocks));
-    }
-    // Each task costs about 4 µs of overhead (packing, scheduling) ≈ 1e5 multiply-adds.
-    let overhead = 100_000usize;
-    let mut best = (usize::MAX, m_units, n_units.div_ceil(n_min_blocks));
-    let mut nbk = n_min_blocks;
-    loop {
-        let nb = n_units.div_ceil(nbk);
-        let nbk_real = n_units.div_ceil(nb);
-        for mbk in 1..=m_units.min(8 * threads) {
-            let mb = m_units.div_ceil(mbk);
-            let mbk_real = m_units.div_ceil(mb);
-            let tasks = mbk_real * nbk_real;
-            let per_task = mb * nb * tile_work + overhead;
-            let span = tasks.div_ceil(threads) * per_task;
-            if span < best.0 {
-                best = (span, mb, nb);
-            }
-        }
-        if nbk >= n_units || nbk >= n_min_blocks * 8 * threads {
-            break;
-        }
-        nbk = (nbk * 2).min(n_units);
-    }
-    (best.1, best.2)
 }
 
 /// One task: a block of `m` × a block of `n`.

@@ -19,6 +19,7 @@
 //! 7×7 layers, fully connected layers).
 use super::buf::with_scratch;
 pub use super::gemm::Orientation;
+use super::plan::{plan, TaskCosts};
 pub use super::simd_q8::QOut;
 use super::simd_q8::{QDot, QFn, QIsa, QTileFn, ReqArrays, ReqVecs};
 use super::CpuCtx;
@@ -263,7 +264,18 @@ pub unsafe fn gemm_q8<S: QSource>(
     let m_units = ms.end.div_ceil(m_unit) - ms.start / m_unit;
     let n_units = ns.len().div_ceil(n_unit);
     let n_max = (PACK_TARGET / panel_bytes.max(1)).max(1);
-    let (mb, nb) = plan(m_units, n_units, n_max, ctx.threads, w.k * m_unit * n_unit);
+    let (mb, nb) = plan(
+        m_units,
+        n_units,
+        n_max,
+        ctx.threads,
+        w.k * m_unit * n_unit,
+        // About 4 µs per task (scheduling, set-up) and the packing repeated per m block.
+        TaskCosts {
+            overhead: 200_000,
+            pack_div: 8,
+        },
+    );
     let m_blocks = m_units.div_ceil(mb);
     let n_blocks = n_units.div_ceil(nb);
     // Packed panels for the whole K, then the rows gathered for packing (KG × unit).
@@ -287,45 +299,6 @@ pub unsafe fn gemm_q8<S: QSource>(
             })
         })
     });
-}
-
-/// Task sizes `(m units, n units)`: tasks fit the cache (`n_max`) and balance over `threads`
-/// (makespan in tile-work units plus a per-task cost), as the F32 engine plans them.
-fn plan(
-    m_units: usize,
-    n_units: usize,
-    n_max: usize,
-    threads: usize,
-    tile_work: usize,
-) -> (usize, usize) {
-    let n_min_blocks = n_units.div_ceil(n_max);
-    if threads <= 1 {
-        return (m_units, n_units.div_ceil(n_min_blocks));
-    }
-    // Each task costs about 3 µs (packing, scheduling) ≈ 2e5 8-bit multiply-adds.
-    let overhead = 200_000usize;
-    let mut best = (usize::MAX, m_units, n_units.div_ceil(n_min_blocks));
-    let mut nbk = n_min_blocks;
-    loop {
-        let nb = n_units.div_ceil(nbk);
-        let nbk_real = n_units.div_ceil(nb);
-        for mbk in 1..=m_units.min(8 * threads) {
-            let mb = m_units.div_ceil(mbk);
-            let mbk_real = m_units.div_ceil(mb);
-            let tasks = mbk_real * nbk_real;
-            // Packing is repeated per m block: charge it.
-            let per_task = mb * nb * tile_work + overhead + nb * tile_work / 8;
-            let span = tasks.div_ceil(threads) * per_task;
-            if span < best.0 {
-                best = (span, mb, nb);
-            }
-        }
-        if nbk >= n_units || nbk >= n_min_blocks * 8 * threads {
-            break;
-        }
-        nbk = (nbk * 2).min(n_units);
-    }
-    (best.1, best.2)
 }
 
 /// One task: a block of `m` × a block of `n`.

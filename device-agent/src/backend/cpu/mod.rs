@@ -23,6 +23,7 @@ pub mod buf;
 pub mod gemm;
 pub mod gemm_q8;
 pub mod isa;
+pub mod plan;
 pub(crate) mod q8;
 pub mod rows;
 pub mod simd;
