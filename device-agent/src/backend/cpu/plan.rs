@@ -105,11 +105,9 @@ fn search(k: &Key) -> (usize, usize) {
                 let (bm, bn) = (t / n_blocks, t % n_blocks);
                 let ms = mb.min(k.m_units - bm * mb);
                 let ns = nb.min(k.n_units - bn * nb);
-                let pack = if k.costs.pack_div > 0 {
-                    ns * k.tile_work / k.costs.pack_div
-                } else {
-                    0
-                };
+                let pack = (ns * k.tile_work)
+                    .checked_div(k.costs.pack_div)
+                    .unwrap_or(0);
                 let cost = (ms * ns * k.tile_work + k.costs.overhead + pack) as u128;
                 // The counter hands the next task to whichever worker is free first.
                 if let Some(w) = free.iter_mut().min() {
@@ -117,7 +115,11 @@ fn search(k: &Key) -> (usize, usize) {
                 }
             }
             // More than one task also wakes the pool: one more fixed cost.
-            let wake = if tasks > 1 { k.costs.overhead as u128 } else { 0 };
+            let wake = if tasks > 1 {
+                k.costs.overhead as u128
+            } else {
+                0
+            };
             let span = free.iter().copied().max().unwrap_or(0) + wake;
             // Fewer tasks win ties.
             if (span, tasks) < (best.0, best.1) {
