@@ -20,6 +20,7 @@ use crate::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub mod buf;
+pub(crate) mod bytes;
 pub mod gemm;
 pub mod gemm_q8;
 pub mod isa;
