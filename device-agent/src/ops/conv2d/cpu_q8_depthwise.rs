@@ -185,6 +185,21 @@ impl Source for u8 {
                     bytes::sse2::bytes8x8_to_f32(rows, dst.as_mut_ptr().add(i * lanes + c), lanes);
                     i += 8;
                 }
+                // A tail of fewer than 8 columns (rows of 7 and 14): the same transpose into
+                // a small buffer where 8 bytes of every row are readable (all but the
+                // tensor's last row).
+                if i < n && src + (c + 7) * hw + i + 8 <= x.len() {
+                    let rows: [*const u8; 8] =
+                        std::array::from_fn(|k| x.as_ptr().add(src + (c + k) * hw + i));
+                    let mut t = [0f32; 64];
+                    // SAFETY: 8 bytes of each row are in `x` (checked); `t` holds 8 × 8.
+                    bytes::sse2::bytes8x8_to_f32(rows, t.as_mut_ptr(), 8);
+                    for (j, col) in t.chunks_exact(8).take(n - i).enumerate() {
+                        let at = (i + j) * lanes + c;
+                        dst[at..at + 8].copy_from_slice(col);
+                    }
+                    i = n;
+                }
                 for ii in i..n {
                     for k in 0..8 {
                         dst[ii * lanes + c + k] = f32::from(x[src + (c + k) * hw + ii]);
