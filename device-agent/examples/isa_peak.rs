@@ -28,15 +28,18 @@ mod x86 {
         pub run: fn(u64),
     }
 
-    macro_rules! form256 {
-        ($fn:ident, $feat:literal, $($body:literal),+) => {
+    /// One timed loop: `$body` repeated `iters` times, 8 accumulators `c0..c7`, operands `a`,
+    /// `b` (1.0f in every lane: no denormals in the FMA forms) and `ones`, temporaries `t0`,
+    /// `t1`; `$class` is the register class of the vector width.
+    macro_rules! form {
+        ($fn:ident, $feat:literal, $class:ident, $set:ident, $zero:ident, $($body:literal),+) => {
             #[target_feature(enable = $feat)]
             unsafe fn $fn(iters: u64) {
-                let a = _mm256_set1_epi32(0x3f80_0000); // 1.0f: no denormals in the FMA forms
+                let a = $set(0x3f80_0000);
                 let b = a;
-                let ones = _mm256_set1_epi16(1);
-                let [mut c0, mut c1, mut c2, mut c3] = [_mm256_setzero_si256(); 4];
-                let [mut c4, mut c5, mut c6, mut c7] = [_mm256_setzero_si256(); 4];
+                let ones = $set(0x0001_0001);
+                let [mut c0, mut c1, mut c2, mut c3] = [$zero(); 4];
+                let [mut c4, mut c5, mut c6, mut c7] = [$zero(); 4];
                 asm!(
                     "/* operands some forms leave unused: {ones} {t0} {t1} */",
                     "2:",
@@ -44,53 +47,43 @@ mod x86 {
                     "dec {n}",
                     "jnz 2b",
                     n = inout(reg) iters => _,
-                    a = in(ymm_reg) a, b = in(ymm_reg) b, ones = in(ymm_reg) ones,
-                    c0 = inout(ymm_reg) c0, c1 = inout(ymm_reg) c1,
-                    c2 = inout(ymm_reg) c2, c3 = inout(ymm_reg) c3,
-                    c4 = inout(ymm_reg) c4, c5 = inout(ymm_reg) c5,
-                    c6 = inout(ymm_reg) c6, c7 = inout(ymm_reg) c7,
-                    t0 = out(ymm_reg) _, t1 = out(ymm_reg) _,
+                    a = in($class) a, b = in($class) b, ones = in($class) ones,
+                    c0 = inout($class) c0, c1 = inout($class) c1,
+                    c2 = inout($class) c2, c3 = inout($class) c3,
+                    c4 = inout($class) c4, c5 = inout($class) c5,
+                    c6 = inout($class) c6, c7 = inout($class) c7,
+                    t0 = out($class) _, t1 = out($class) _,
                     options(nostack, nomem),
                 );
                 std::hint::black_box([c0, c1, c2, c3, c4, c5, c6, c7]);
             }
         };
     }
-
+    macro_rules! form256 {
+        ($fn:ident, $feat:literal, $($body:literal),+) => {
+            form!($fn, $feat, ymm_reg, _mm256_set1_epi32, _mm256_setzero_si256, $($body),+);
+        };
+    }
+    /// The same body at both widths.
+    macro_rules! both {
+        ($f256:ident, $feat256:literal, $f512:ident, $feat512:literal, $($body:literal),+) => {
+            form256!($f256, $feat256, $($body),+);
+            form512!($f512, $feat512, $($body),+);
+        };
+    }
     macro_rules! form512 {
         ($fn:ident, $feat:literal, $($body:literal),+) => {
-            #[target_feature(enable = $feat)]
-            unsafe fn $fn(iters: u64) {
-                let a = _mm512_set1_epi32(0x3f80_0000);
-                let b = a;
-                let ones = _mm512_set1_epi16(1);
-                let [mut c0, mut c1, mut c2, mut c3] = [_mm512_setzero_si512(); 4];
-                let [mut c4, mut c5, mut c6, mut c7] = [_mm512_setzero_si512(); 4];
-                asm!(
-                    "/* operands some forms leave unused: {ones} {t0} {t1} */",
-                    "2:",
-                    $($body,)+
-                    "dec {n}",
-                    "jnz 2b",
-                    n = inout(reg) iters => _,
-                    a = in(zmm_reg) a, b = in(zmm_reg) b, ones = in(zmm_reg) ones,
-                    c0 = inout(zmm_reg) c0, c1 = inout(zmm_reg) c1,
-                    c2 = inout(zmm_reg) c2, c3 = inout(zmm_reg) c3,
-                    c4 = inout(zmm_reg) c4, c5 = inout(zmm_reg) c5,
-                    c6 = inout(zmm_reg) c6, c7 = inout(zmm_reg) c7,
-                    t0 = out(zmm_reg) _, t1 = out(zmm_reg) _,
-                    options(nostack, nomem),
-                );
-                std::hint::black_box([c0, c1, c2, c3, c4, c5, c6, c7]);
-            }
+            form!($fn, $feat, zmm_reg, _mm512_set1_epi32, _mm512_setzero_si512, $($body),+);
         };
     }
 
     // Eight accumulators, each updated once per iteration; two temporaries alternate so that
     // no product waits for the previous one's add.
-    form256!(
+    both!(
         fma256,
         "avx2,fma",
+        fma512,
+        "avx512f",
         "vfmadd231ps {c0}, {a}, {b}",
         "vfmadd231ps {c1}, {a}, {b}",
         "vfmadd231ps {c2}, {a}, {b}",
@@ -100,9 +93,11 @@ mod x86 {
         "vfmadd231ps {c6}, {a}, {b}",
         "vfmadd231ps {c7}, {a}, {b}"
     );
-    form256!(
+    both!(
         madd256,
         "avx2",
+        madd512,
+        "avx512f,avx512bw",
         "vpmaddwd {t0}, {a}, {b}",
         "vpaddd {c0}, {c0}, {t0}",
         "vpmaddwd {t1}, {a}, {b}",
@@ -159,38 +154,6 @@ mod x86 {
         "{{vex}} vpdpbusd {c5}, {a}, {b}",
         "{{vex}} vpdpbusd {c6}, {a}, {b}",
         "{{vex}} vpdpbusd {c7}, {a}, {b}"
-    );
-    form512!(
-        fma512,
-        "avx512f",
-        "vfmadd231ps {c0}, {a}, {b}",
-        "vfmadd231ps {c1}, {a}, {b}",
-        "vfmadd231ps {c2}, {a}, {b}",
-        "vfmadd231ps {c3}, {a}, {b}",
-        "vfmadd231ps {c4}, {a}, {b}",
-        "vfmadd231ps {c5}, {a}, {b}",
-        "vfmadd231ps {c6}, {a}, {b}",
-        "vfmadd231ps {c7}, {a}, {b}"
-    );
-    form512!(
-        madd512,
-        "avx512f,avx512bw",
-        "vpmaddwd {t0}, {a}, {b}",
-        "vpaddd {c0}, {c0}, {t0}",
-        "vpmaddwd {t1}, {a}, {b}",
-        "vpaddd {c1}, {c1}, {t1}",
-        "vpmaddwd {t0}, {a}, {b}",
-        "vpaddd {c2}, {c2}, {t0}",
-        "vpmaddwd {t1}, {a}, {b}",
-        "vpaddd {c3}, {c3}, {t1}",
-        "vpmaddwd {t0}, {a}, {b}",
-        "vpaddd {c4}, {c4}, {t0}",
-        "vpmaddwd {t1}, {a}, {b}",
-        "vpaddd {c5}, {c5}, {t1}",
-        "vpmaddwd {t0}, {a}, {b}",
-        "vpaddd {c6}, {c6}, {t0}",
-        "vpmaddwd {t1}, {a}, {b}",
-        "vpaddd {c7}, {c7}, {t1}"
     );
     form512!(
         vnni512,

@@ -623,20 +623,21 @@ unsafe fn store_ab<D: QDot, const NV: usize>(
     q: QOut,
 ) {
     let l = D::LANES;
-    if out.sn == 1 && out.sm != 1 && l <= 16 && acc.len() <= 8 {
-        // Planar output (a convolution's NCHW): the tile's pixels are contiguous in each
-        // channel's plane. Requantise all rows, then transpose 8 × 8 to one run of pixels per
-        // channel, instead of a byte store per (pixel, channel).
-        let mut codes = [0u8; 8 * 16 + 16];
-        for v in 0..NV {
-            let pr = D::req_lanes(&w.req, m_first + v * l, q);
-            let (lo, hi) = (
-                lanes.0.max(m_first + v * l),
-                lanes.1.min(m_first + v * l + l),
-            );
-            if lo >= hi {
-                continue;
-            }
+    // Planar output (a convolution's NCHW): the tile's pixels are contiguous in each
+    // channel's plane. All rows are requantised, then transposed 8 × 8 to one run of pixels
+    // per channel, instead of a byte store per (pixel, channel).
+    let planar = out.sn == 1 && out.sm != 1 && l <= 16 && acc.len() <= 8;
+    let mut codes = [0u8; 8 * 16 + 16];
+    for v in 0..NV {
+        let pr = D::req_lanes(&w.req, m_first + v * l, q);
+        let (lo, hi) = (
+            lanes.0.max(m_first + v * l),
+            lanes.1.min(m_first + v * l + l),
+        );
+        if lo >= hi {
+            continue;
+        }
+        if planar {
             for (r, acc_r) in acc.iter().enumerate() {
                 D::store_codes(
                     codes.as_mut_ptr().add(r * l),
@@ -652,17 +653,6 @@ unsafe fn store_ab<D: QDot, const NV: usize>(
                 out.ptr.add(lo * out.sm + row0),
                 out.sm,
             );
-        }
-        return;
-    }
-    let mut codes = [0u8; 64];
-    for v in 0..NV {
-        let pr = D::req_lanes(&w.req, m_first + v * l, q);
-        let (lo, hi) = (
-            lanes.0.max(m_first + v * l),
-            lanes.1.min(m_first + v * l + l),
-        );
-        if lo >= hi {
             continue;
         }
         for (r, acc_r) in acc.iter().enumerate() {
