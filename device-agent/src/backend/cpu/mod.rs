@@ -17,7 +17,6 @@ use crate::graph::Node;
 use crate::ops::{self, Op};
 use crate::tensor::{SharedTensor, Slice, Tensor};
 use crate::{Error, Result};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub mod buf;
 pub(crate) mod bytes;
@@ -29,6 +28,7 @@ pub(crate) mod q8;
 pub mod rows;
 pub mod simd;
 pub mod simd_q8;
+pub(crate) mod team;
 #[cfg(test)]
 pub(crate) mod testutil;
 #[cfg(test)]
@@ -80,36 +80,45 @@ impl CpuCtx {
         self.threads
     }
 
-    /// Runs `f` on the pool (directly when already on it, or without a pool).
+    /// Runs `f` on the pool (directly when already on it, or without a pool) with the other
+    /// workers in a [`team`] that stays awake between the forks of [`CpuCtx::for_each_task`]
+    /// until `f` returns: wrap a whole inference in it.
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         match &self.pool {
-            Some(p) if p.current_thread_index().is_none() => p.install(f),
+            Some(p) if p.current_thread_index().is_none() => {
+                let owner = self.owner();
+                p.install(|| team::session(owner, self.threads - 1, f))
+            }
             _ => f(),
         }
     }
 
-    /// Runs `f(0..n)` on up to `threads` workers, each claiming the next task index.
+    /// Names the pool for [`team`] (its address, stable while `self` is borrowed).
+    fn owner(&self) -> usize {
+        self.pool
+            .as_ref()
+            .map_or(0, |p| p as *const rayon::ThreadPool as usize)
+    }
+
+    /// Runs `f(0..n)` on up to `threads` workers, each claiming the next task index: on the
+    /// team of the [`CpuCtx::install`] this runs in, or in a team of its own; serially when
+    /// called from inside a task.
     pub fn for_each_task(&self, n: usize, f: impl Fn(usize) + Sync) {
-        let workers = self.threads.min(n);
-        if workers <= 1 || self.pool.is_none() {
-            (0..n).for_each(f);
+        let serial = |f: &(dyn Fn(usize) + Sync)| (0..n).for_each(f);
+        let Some(pool) = self.pool.as_ref().filter(|_| self.threads.min(n) > 1) else {
+            return serial(&f);
+        };
+        if team::run_on_current(self.owner(), n, &f) {
             return;
         }
-        let next = AtomicUsize::new(0);
-        let work = || loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= n {
-                break;
-            }
-            f(i);
-        };
+        if pool.current_thread_index().is_some() {
+            // A fork inside a task, or on a pool thread outside any session.
+            return serial(&f);
+        }
         self.install(|| {
-            rayon::scope(|s| {
-                for _ in 1..workers {
-                    s.spawn(|_| work());
-                }
-                work();
-            })
+            if !team::run_on_current(self.owner(), n, &f) {
+                serial(&f);
+            }
         });
     }
 }
