@@ -173,24 +173,44 @@ impl QTensor {
     }
 }
 
-/// Quantizes `src` into `dst` (same length) with `q`; vectorised by the compiler.
+/// Quantizes `src` into `dst` (same length) with `q`; vectorised by the compiler, with
+/// AVX2 where the CPU has it (the input of every QUInt8 inference goes through here: 150 528
+/// values for a 224 × 224 image).
 pub fn quantize_into(src: &[f32], q: QParams, dst: &mut [u8]) {
     assert_eq!(src.len(), dst.len(), "quantize: lengths differ");
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { quantize_avx2(src, q, dst) };
+    }
+    quantize_loop(src, q, dst)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_avx2(src: &[f32], q: QParams, dst: &mut [u8]) {
+    quantize_loop(src, q, dst)
+}
+
+/// The loop of [`quantize_into`], written so that it vectorises: selects and clamps, then one
+/// float-to-integer conversion and a narrowing store (no per-element branch, no saturating
+/// float-to-integer cast).
+#[inline(always)]
+fn quantize_loop(src: &[f32], q: QParams, dst: &mut [u8]) {
     // Round half to even by the float adder (x + 1.5·2^23 − 1.5·2^23, exact for |x| < 2^22
     // in the default rounding mode) rather than `round_ties_even`, which is a libm call on
-    // baseline x86-64: the loop then vectorises. Values are clamped first, well inside that
-    // range and beyond the codes on both sides.
+    // baseline x86-64. Values are clamped first, well inside that range and beyond the codes
+    // on both sides.
     const MAGIC: f32 = 12_582_912.0;
     let (s, zp) = (q.scale, f32::from(q.zero_point));
     for (d, &x) in dst.iter_mut().zip(src) {
+        // NaN maps to the zero point.
+        let x = if x.is_nan() { 0.0 } else { x };
         let v = (x / s).clamp(-512.0, 512.0);
-        let r = (v + MAGIC) - MAGIC + zp;
-        // NaN stays NaN through the clamp: map it to the zero point.
-        *d = if r.is_nan() {
-            q.zero_point
-        } else {
-            r.clamp(0.0, 255.0) as u8
-        };
+        // `max`/`min` (not `clamp`) also map a NaN left by a degenerate scale into range.
+        let r = ((v + MAGIC) - MAGIC + zp).max(0.0).min(255.0);
+        // SAFETY: `r` is finite and within 0 ..= 255 (the saturating `as` does not vectorise).
+        *d = unsafe { r.to_int_unchecked::<i32>() } as u8;
     }
 }
 
@@ -336,6 +356,32 @@ mod tests {
         let mut d = [0u8; 4];
         quantize_into(&[0.5, 1.5, -1e9, f32::NAN], q, &mut d);
         assert_eq!(d, [10, 12, 0, 10]);
+    }
+
+    #[test]
+    fn the_vectorised_quantize_agrees_with_the_scalar_one_on_every_value() {
+        // Ties, values around every code, both saturations, infinities and NaN, in runs long
+        // enough for the vector loop (and with a tail).
+        let q = QParams {
+            scale: 0.5,
+            zero_point: 131,
+        };
+        let mut src: Vec<f32> = (-1200..1200).map(|i| i as f32 * 0.125).collect();
+        src.extend([
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            1e30,
+            -1e30,
+            0.25,
+            -0.25,
+        ]);
+        let want: Vec<u8> = src.iter().map(|&x| q.quantize(x)).collect();
+        let mut got = vec![0u8; src.len()];
+        quantize_into(&src, q, &mut got);
+        assert_eq!(got, want, "dispatched");
+        quantize_loop(&src, q, &mut got);
+        assert_eq!(got, want, "portable loop");
     }
 
     #[test]
