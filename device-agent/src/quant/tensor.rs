@@ -208,6 +208,7 @@ fn quantize_loop(src: &[f32], q: QParams, dst: &mut [u8]) {
         let x = if x.is_nan() { 0.0 } else { x };
         let v = (x / s).clamp(-512.0, 512.0);
         // `max`/`min` (not `clamp`) also map a NaN left by a degenerate scale into range.
+        #[allow(clippy::manual_clamp)]
         let r = ((v + MAGIC) - MAGIC + zp).max(0.0).min(255.0);
         // SAFETY: `r` is finite and within 0 ..= 255 (the saturating `as` does not vectorise).
         *d = unsafe { r.to_int_unchecked::<i32>() } as u8;
