@@ -91,15 +91,37 @@ fn block_sizes(len: usize, min_blocks: usize, max_blocks: usize) -> Vec<usize> {
 }
 
 fn search(k: &Key) -> (usize, usize) {
+    search_with(k, true)
+}
+
+/// The search; with `prune`, a candidate is simulated only when its lower bound (all its
+/// costs spread evenly over the workers) could still beat the best so far, which gives the
+/// same choice (a test holds it to the exhaustive search) and bounds the time of a first
+/// inference: a 64 × 3136-unit product at 16 threads took 46 ms to plan exhaustively.
+fn search_with(k: &Key, prune: bool) -> (usize, usize) {
     let n_min_blocks = k.n_units.div_ceil(k.n_max);
     let n_sizes = block_sizes(k.n_units, n_min_blocks, n_min_blocks * 4 * k.threads);
     let m_sizes = block_sizes(k.m_units, 1, 8 * k.threads);
     let mut best = (u128::MAX, usize::MAX, k.m_units, n_sizes[0]);
     let mut free = vec![0u128; k.threads];
+    let macs = (k.m_units * k.n_units * k.tile_work) as u128;
     for &nb in &n_sizes {
         for &mb in &m_sizes {
             let (m_blocks, n_blocks) = (k.m_units.div_ceil(mb), k.n_units.div_ceil(nb));
             let tasks = m_blocks * n_blocks;
+            if prune {
+                // As the simulation charges it: per task, rounded down.
+                let pack_of = |ns: usize| (ns * k.tile_work).checked_div(k.costs.pack_div);
+                let last = k.n_units - (n_blocks - 1) * nb;
+                let pack = m_blocks
+                    * ((n_blocks - 1) * pack_of(nb).unwrap_or(0) + pack_of(last).unwrap_or(0));
+                let total = macs + (tasks * k.costs.overhead + pack) as u128;
+                let wake = if tasks > 1 { k.costs.overhead } else { 0 } as u128;
+                let bound = total.div_ceil(k.threads as u128) + wake;
+                if (bound, tasks) >= (best.0, best.1) {
+                    continue;
+                }
+            }
             free.iter_mut().for_each(|f| *f = 0);
             for t in 0..tasks {
                 let (bm, bn) = (t / n_blocks, t % n_blocks);
@@ -174,6 +196,36 @@ mod tests {
     fn one_worker_takes_the_whole_m_and_the_fewest_n_blocks() {
         assert_eq!(plan(86, 13, 8, 1, 1000, Q8), (86, 7));
         assert_eq!(plan(5, 3, 8, 1, 1000, Q8), (5, 3));
+    }
+
+    #[test]
+    fn pruning_keeps_the_exhaustive_choice() {
+        let mut keys = 0;
+        for m_units in [1, 4, 11, 22, 43, 86, 171] {
+            for n_units in [1, 3, 13, 49, 196, 784] {
+                for n_max in [4, 8, 64] {
+                    for threads in [2, 3, 4, 16] {
+                        for tile_work in [50, 4096, 512 * 6 * 16] {
+                            let k = Key {
+                                m_units,
+                                n_units,
+                                n_max,
+                                threads,
+                                tile_work,
+                                costs: Q8,
+                            };
+                            assert_eq!(
+                                search_with(&k, true),
+                                search_with(&k, false),
+                                "{m_units}×{n_units} max {n_max}, {threads} threads, {tile_work}"
+                            );
+                            keys += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(keys, 7 * 6 * 3 * 4 * 3);
     }
 
     #[test]
