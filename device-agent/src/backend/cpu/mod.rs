@@ -17,6 +17,7 @@ use crate::graph::Node;
 use crate::ops::{self, Op};
 use crate::tensor::{SharedTensor, Slice, Tensor};
 use crate::{Error, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod buf;
 pub(crate) mod bytes;
@@ -42,6 +43,9 @@ pub struct CpuCtx {
     pub(crate) isa: Isa,
     pub(crate) threads: usize,
     pool: Option<rayon::ThreadPool>,
+    /// A session ([`CpuCtx::install`] from outside the pool) is running: its helpers hold
+    /// every worker until it ends.
+    session_open: AtomicBool,
 }
 
 impl CpuCtx {
@@ -67,7 +71,12 @@ impl CpuCtx {
         } else {
             None
         };
-        Ok(CpuCtx { isa, threads, pool })
+        Ok(CpuCtx {
+            isa,
+            threads,
+            pool,
+            session_open: AtomicBool::new(false),
+        })
     }
 
     /// The instruction set the kernels use.
@@ -82,15 +91,33 @@ impl CpuCtx {
 
     /// Runs `f` on the pool (directly when already on it, or without a pool) with the other
     /// workers in a [`team`] that stays awake between the forks of [`CpuCtx::for_each_task`]
-    /// until `f` returns: wrap a whole inference in it.
+    /// until `f` returns: wrap a whole inference in it. While another thread's session holds
+    /// the workers, `f` runs on this thread and its forks serially: waiting for the pool
+    /// could wait for this very thread (a session that joins it).
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        match &self.pool {
-            Some(p) if p.current_thread_index().is_none() => {
-                let owner = self.owner();
-                p.install(|| team::session(owner, self.threads - 1, f))
-            }
-            _ => f(),
+        let Some(p) = self
+            .pool
+            .as_ref()
+            .filter(|p| p.current_thread_index().is_none())
+        else {
+            return f();
+        };
+        if self
+            .session_open
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return f();
         }
+        struct Close<'a>(&'a AtomicBool);
+        impl Drop for Close<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+            }
+        }
+        let _close = Close(&self.session_open);
+        let owner = self.owner();
+        p.install(|| team::session(owner, self.threads - 1, f))
     }
 
     /// Names the pool for [`team`] (its address, stable while `self` is borrowed).
@@ -111,8 +138,9 @@ impl CpuCtx {
         if team::run_on_current(self.owner(), n, &f) {
             return;
         }
-        if pool.current_thread_index().is_some() {
-            // A fork inside a task, or on a pool thread outside any session.
+        if pool.current_thread_index().is_some() || self.session_open.load(Ordering::SeqCst) {
+            // A fork inside a task, on a pool thread outside any session, or while another
+            // thread's session holds the workers.
             return serial(&f);
         }
         self.install(|| {
@@ -467,5 +495,36 @@ fn run_plain(
         Op::MatMul => ops::matmul::cpu_f32::run(inputs[0], inputs[1], out),
         Op::Constant(t) => ops::reshape::cpu_f32::run(t, out),
         Op::Conv2d(_) | Op::Gemm(_) => Err(Error::node(node, "internal: prepared kernel missing")),
+    }
+}
+
+#[cfg(test)]
+mod ctx_tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn a_thread_joined_inside_a_session_forks_on_the_same_context_without_waiting_for_it() {
+        let ctx = CpuCtx::new(default_isa(), 2).expect("ctx");
+        let sum = AtomicUsize::new(0);
+        let add = |i: usize| {
+            sum.fetch_add(i, Ordering::SeqCst);
+        };
+        ctx.install(|| {
+            ctx.for_each_task(8, add);
+            // Another thread, joined while this session holds the workers (as the cooperative
+            // executor joins its GPU thread): its forks must not wait for the pool.
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    ctx.for_each_task(8, add);
+                    ctx.install(|| ctx.for_each_task(8, add));
+                });
+            });
+            // A nested install runs in place.
+            ctx.install(|| ctx.for_each_task(4, add));
+        });
+        // And a fork outside any session opens its own.
+        ctx.for_each_task(8, add);
+        assert_eq!(sum.load(Ordering::SeqCst), 28 * 4 + 6);
     }
 }
