@@ -403,166 +403,156 @@ impl<C: Backend, G: Backend> CoopExecutor<C, G> {
                 end_ns: 0,
                 layers: Vec::with_capacity(steps.len() + 8),
             };
-            // The GPU halves run on one side thread for the whole inference.
-            super::side::with_side(|side| -> Result<()> {
-                for stage in stages {
-                    match stage {
-                        Stage::Whole { node, processor } => {
-                            let step = &steps[*node];
-                            let mut out = std::mem::replace(&mut values[step.out], placeholder());
-                            let r = {
-                                let ins: Vec<&Value> =
-                                    step.inputs.iter().map(|&v| &values[v]).collect();
-                                let o = view(&mut out);
-                                let s = Slice::whole(&step.shape);
-                                match processor {
-                                    Processor::Cpu => exec_slice(
-                                        cpu,
-                                        Processor::Cpu,
-                                        step.cpu.as_ref(),
-                                        &step.node,
-                                        step.kind,
-                                        cpu_prec,
-                                        &ins,
-                                        &o,
-                                        &s,
-                                    ),
-                                    Processor::Gpu => exec_slice(
+            for stage in stages {
+                match stage {
+                    Stage::Whole { node, processor } => {
+                        let step = &steps[*node];
+                        let mut out = std::mem::replace(&mut values[step.out], placeholder());
+                        let r = {
+                            let ins: Vec<&Value> =
+                                step.inputs.iter().map(|&v| &values[v]).collect();
+                            let o = view(&mut out);
+                            let s = Slice::whole(&step.shape);
+                            match processor {
+                                Processor::Cpu => exec_slice(
+                                    cpu,
+                                    Processor::Cpu,
+                                    step.cpu.as_ref(),
+                                    &step.node,
+                                    step.kind,
+                                    cpu_prec,
+                                    &ins,
+                                    &o,
+                                    &s,
+                                ),
+                                Processor::Gpu => exec_slice(
+                                    gpu,
+                                    Processor::Gpu,
+                                    step.gpu.as_ref(),
+                                    &step.node,
+                                    step.kind,
+                                    gpu_prec,
+                                    &ins,
+                                    &o,
+                                    &s,
+                                ),
+                            }
+                        };
+                        values[step.out] = out;
+                        trace.layers.push(r?);
+                    }
+                    Stage::Split {
+                        node,
+                        cpu: cs,
+                        gpu: gs,
+                        ..
+                    } => {
+                        let step = &steps[*node];
+                        let mut out = std::mem::replace(&mut values[step.out], placeholder());
+                        let (rc, rg) = {
+                            let ins: Vec<&Value> =
+                                step.inputs.iter().map(|&v| &values[v]).collect();
+                            let o = view(&mut out);
+                            let (ins, o) = (&ins, &o);
+                            std::thread::scope(|s| {
+                                let h = s.spawn(move || {
+                                    exec_slice(
                                         gpu,
                                         Processor::Gpu,
                                         step.gpu.as_ref(),
                                         &step.node,
                                         step.kind,
                                         gpu_prec,
-                                        &ins,
-                                        &o,
-                                        &s,
-                                    ),
-                                }
-                            };
-                            values[step.out] = out;
-                            trace.layers.push(r?);
-                        }
-                        Stage::Split {
-                            node,
-                            cpu: cs,
-                            gpu: gs,
-                            ..
-                        } => {
-                            let step = &steps[*node];
-                            let mut out = std::mem::replace(&mut values[step.out], placeholder());
-                            let (rc, rg) = {
-                                let ins: Vec<&Value> =
-                                    step.inputs.iter().map(|&v| &values[v]).collect();
-                                let o = view(&mut out);
-                                let (ins, o) = (&ins, &o);
-                                let (rg, rc) = side.both(
-                                    move || {
-                                        exec_slice(
-                                            gpu,
-                                            Processor::Gpu,
-                                            step.gpu.as_ref(),
-                                            &step.node,
-                                            step.kind,
-                                            gpu_prec,
-                                            ins,
-                                            o,
-                                            gs,
-                                        )
-                                    },
-                                    || {
-                                        exec_slice(
-                                            cpu,
-                                            Processor::Cpu,
-                                            step.cpu.as_ref(),
-                                            &step.node,
-                                            step.kind,
-                                            cpu_prec,
-                                            ins,
-                                            o,
-                                            cs,
-                                        )
-                                    },
+                                        ins,
+                                        o,
+                                        gs,
+                                    )
+                                });
+                                let rc = exec_slice(
+                                    cpu,
+                                    Processor::Cpu,
+                                    step.cpu.as_ref(),
+                                    &step.node,
+                                    step.kind,
+                                    cpu_prec,
+                                    ins,
+                                    o,
+                                    cs,
                                 );
-                                let rg = rg.unwrap_or_else(|_| {
-                                    Err(Error::node(&step.node, "the GPU side thread panicked"))
+                                let rg = h.join().unwrap_or_else(|_| {
+                                    Err(Error::node(&step.node, "the GPU thread panicked"))
                                 });
                                 (rc, rg)
+                            })
+                        };
+                        values[step.out] = out;
+                        trace.layers.push(rc?);
+                        trace.layers.push(rg?);
+                    }
+                    Stage::Branches {
+                        cpu: cl, gpu: gl, ..
+                    } => {
+                        let take =
+                            |list: &[usize], values: &mut Vec<Value>| -> Vec<(usize, Value)> {
+                                list.iter()
+                                    .map(|&i| {
+                                        let o = steps[i].out;
+                                        (o, std::mem::replace(&mut values[o], placeholder()))
+                                    })
+                                    .collect()
                             };
-                            values[step.out] = out;
-                            trace.layers.push(rc?);
-                            trace.layers.push(rg?);
-                        }
-                        Stage::Branches {
-                            cpu: cl, gpu: gl, ..
-                        } => {
-                            let take =
-                                |list: &[usize], values: &mut Vec<Value>| -> Vec<(usize, Value)> {
-                                    list.iter()
-                                        .map(|&i| {
-                                            let o = steps[i].out;
-                                            (o, std::mem::replace(&mut values[o], placeholder()))
-                                        })
-                                        .collect()
-                                };
-                            let mut oc = take(cl, values);
-                            let mut og = take(gl, values);
-                            let (rc, rg, sc, sg) = {
-                                let store: &[Value] = values;
+                        let mut oc = take(cl, values);
+                        let mut og = take(gl, values);
+                        let (rc, rg, sc, sg) = {
+                            let store: &[Value] = values;
+                            std::thread::scope(|s| {
                                 let og = &mut og;
-                                let (g, (rc, sc)) = side.both(
-                                    move || {
-                                        let mut spans = Vec::new();
-                                        let r = run_list(
-                                            gpu,
-                                            Processor::Gpu,
-                                            |st| st.gpu.as_ref(),
-                                            steps,
-                                            gl,
-                                            gpu_prec,
-                                            store,
-                                            og,
-                                            &mut spans,
-                                        );
-                                        (r, spans)
-                                    },
-                                    || {
-                                        let mut sc = Vec::new();
-                                        let rc = run_list(
-                                            cpu,
-                                            Processor::Cpu,
-                                            |st| st.cpu.as_ref(),
-                                            steps,
-                                            cl,
-                                            cpu_prec,
-                                            store,
-                                            &mut oc,
-                                            &mut sc,
-                                        );
-                                        (rc, sc)
-                                    },
+                                let h = s.spawn(move || {
+                                    let mut spans = Vec::new();
+                                    let r = run_list(
+                                        gpu,
+                                        Processor::Gpu,
+                                        |st| st.gpu.as_ref(),
+                                        steps,
+                                        gl,
+                                        gpu_prec,
+                                        store,
+                                        og,
+                                        &mut spans,
+                                    );
+                                    (r, spans)
+                                });
+                                let mut sc = Vec::new();
+                                let rc = run_list(
+                                    cpu,
+                                    Processor::Cpu,
+                                    |st| st.cpu.as_ref(),
+                                    steps,
+                                    cl,
+                                    cpu_prec,
+                                    store,
+                                    &mut oc,
+                                    &mut sc,
                                 );
-                                let (rg, sg) = g.unwrap_or_else(|_| {
+                                let (rg, sg) = h.join().unwrap_or_else(|_| {
                                     (
-                                        Err(Error::Other("the GPU side thread panicked".into())),
+                                        Err(Error::Other("the GPU thread panicked".into())),
                                         Vec::new(),
                                     )
                                 });
                                 (rc, rg, sc, sg)
-                            };
-                            for (id, v) in oc.into_iter().chain(og) {
-                                values[id] = v;
-                            }
-                            rc?;
-                            rg?;
-                            trace.layers.extend(sc);
-                            trace.layers.extend(sg);
+                            })
+                        };
+                        for (id, v) in oc.into_iter().chain(og) {
+                            values[id] = v;
                         }
+                        rc?;
+                        rg?;
+                        trace.layers.extend(sc);
+                        trace.layers.extend(sg);
                     }
                 }
-
-                Ok(())
-            })?;
+            }
             trace.end_ns = monotonic_ns();
             Ok(trace)
         })?;

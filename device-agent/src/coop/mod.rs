@@ -52,7 +52,6 @@ pub mod mechanism;
 pub mod partition;
 pub mod predict;
 pub mod profile;
-pub(crate) mod side;
 
 #[cfg(test)]
 mod tests;

@@ -746,16 +746,15 @@ pub fn run_profile<C: Backend, G: Backend>(
             t_start.elapsed().as_secs_f64()
         ));
     }
-    // Synchronisation: a hand-off to the GPU side thread and back (as the executor forks and
-    // joins every split layer), and tiny / large GPU runs.
+    // Synchronisation: fork/join of the GPU thread, and tiny / large GPU runs.
     let mut fj = Vec::new();
-    super::side::with_side(|side| {
-        for _ in 0..51 {
-            let t0 = monotonic_ns();
-            let _ = side.both(|| std::hint::black_box(0), || ());
-            fj.push((monotonic_ns() - t0) as f64);
-        }
-    });
+    for _ in 0..51 {
+        let t0 = monotonic_ns();
+        std::thread::scope(|s| {
+            s.spawn(|| std::hint::black_box(0));
+        });
+        fj.push((monotonic_ns() - t0) as f64);
+    }
     let fork_join_ns = median(&mut fj);
     let copy_probe = |elems: usize| -> Result<f64> {
         let node = Node {
@@ -885,21 +884,22 @@ fn measure_coop<C: Backend, G: Backend>(
     let refs: Vec<&Tensor> = ins.iter().collect();
     let shared = out.shared();
     let mut both = Vec::new();
-    super::side::with_side(|side| -> Result<()> {
-        for _ in 0..reps {
-            let t0 = monotonic_ns();
-            let (rg, rc) = cpu.install(|| {
-                side.both(
-                    || gpu.run(pg, &refs, &shared, &gs),
-                    || cpu.run(pc, &refs, &shared, &cs),
-                )
-            });
-            rc?;
-            rg.unwrap_or_else(|_| Err(Error::Other("the GPU side thread panicked".into())))?;
-            both.push((monotonic_ns() - t0) as f64);
-        }
-        Ok(())
-    })?;
+    for _ in 0..reps {
+        let t0 = monotonic_ns();
+        let (rc, rg) = cpu.install(|| {
+            std::thread::scope(|s| {
+                let h = s.spawn(|| gpu.run(pg, &refs, &shared, &gs));
+                let rc = cpu.run(pc, &refs, &shared, &cs);
+                let rg = h
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Other("GPU thread panicked".into())));
+                (rc, rg)
+            })
+        });
+        rc?;
+        rg?;
+        both.push((monotonic_ns() - t0) as f64);
+    }
     Ok(CoopMeasurement {
         source: l.source.clone(),
         precision: Precision::F32,
