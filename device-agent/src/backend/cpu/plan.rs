@@ -90,6 +90,14 @@ fn block_sizes(len: usize, min_blocks: usize, max_blocks: usize) -> Vec<usize> {
     v
 }
 
+/// The packing charged to a task of `ns` units of `n` (0 when the engine packs no
+/// activations per task).
+fn pack_cost(k: &Key, ns: usize) -> usize {
+    (ns * k.tile_work)
+        .checked_div(k.costs.pack_div)
+        .unwrap_or(0)
+}
+
 fn search(k: &Key) -> (usize, usize) {
     search_with(k, true)
 }
@@ -110,11 +118,9 @@ fn search_with(k: &Key, prune: bool) -> (usize, usize) {
             let (m_blocks, n_blocks) = (k.m_units.div_ceil(mb), k.n_units.div_ceil(nb));
             let tasks = m_blocks * n_blocks;
             if prune {
-                // As the simulation charges it: per task, rounded down.
-                let pack_of = |ns: usize| (ns * k.tile_work).checked_div(k.costs.pack_div);
+                // As the simulation charges it: per task.
                 let last = k.n_units - (n_blocks - 1) * nb;
-                let pack = m_blocks
-                    * ((n_blocks - 1) * pack_of(nb).unwrap_or(0) + pack_of(last).unwrap_or(0));
+                let pack = m_blocks * ((n_blocks - 1) * pack_cost(k, nb) + pack_cost(k, last));
                 let total = macs + (tasks * k.costs.overhead + pack) as u128;
                 let wake = if tasks > 1 { k.costs.overhead } else { 0 } as u128;
                 let bound = total.div_ceil(k.threads as u128) + wake;
@@ -127,10 +133,7 @@ fn search_with(k: &Key, prune: bool) -> (usize, usize) {
                 let (bm, bn) = (t / n_blocks, t % n_blocks);
                 let ms = mb.min(k.m_units - bm * mb);
                 let ns = nb.min(k.n_units - bn * nb);
-                let pack = (ns * k.tile_work)
-                    .checked_div(k.costs.pack_div)
-                    .unwrap_or(0);
-                let cost = (ms * ns * k.tile_work + k.costs.overhead + pack) as u128;
+                let cost = (ms * ns * k.tile_work + k.costs.overhead + pack_cost(k, ns)) as u128;
                 // The counter hands the next task to whichever worker is free first.
                 if let Some(w) = free.iter_mut().min() {
                     *w += cost;
