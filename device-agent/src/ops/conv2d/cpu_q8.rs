@@ -1,7 +1,9 @@
 //! Optimised CPU 8-bit convolution (QUInt8 activations, per-channel 8-bit weights, 32-bit
 //! accumulators). Algorithms, chosen at prepare as for F32:
 //! - 1×1, stride 1, no padding: the 8-bit matrix product straight on the NCHW codes;
-//! - depthwise: a direct kernel with channels in the vector lanes (`cpu_q8_depthwise.rs`);
+//! - depthwise: a direct kernel; on AVX-512 VNNI + VBMI cores `vpdpbusd` over quads of
+//!   horizontal taps along output positions (`cpu_q8_depthwise_vnni.rs`), elsewhere channels
+//!   in the vector lanes (`cpu_q8_depthwise.rs`);
 //! - anything else (k×k, strided, dilated, padded, grouped): the 8-bit product whose
 //!   activation panels are gathered by im2col in the packing step, padding filled with the
 //!   input's zero point (real 0).
@@ -39,7 +41,7 @@ enum Algo {
         direct: bool,
         zx: u8,
     },
-    Depthwise(PreparedDepthwiseQ8),
+    Depthwise(Box<PreparedDepthwiseQ8>),
 }
 
 impl PreparedConvQ8 {
@@ -145,7 +147,7 @@ pub fn prepare(
     let req = channel_requants(q, k).map_err(|e| Error::node(node, e.to_string()))?;
     let out = out_codes(c.activation, q);
     let algo = if c.is_depthwise() && dw::fits(kh * kw) {
-        Algo::Depthwise(dw::prepare(&qw.data, &req, cout, kh * kw))
+        Algo::Depthwise(Box::new(dw::prepare(&qw.data, &req, cout, kh, kw)))
     } else {
         let orientation = choose_orientation(isa, geom.cout_g, oh * ow, false);
         let groups = (0..c.groups)

@@ -12,6 +12,7 @@
 //! layers have only 9 or 25 products per output: on x86 without VNNI the FMA units (two per
 //! core) outrun the 16-bit integer multiply path, which needs shuffles to pair taps.
 use super::cpu_f32::ConvGeom;
+use super::cpu_q8_depthwise_vnni::{self as vnni, Quads};
 use super::depthwise_lanes::{self as lanes, Block, Emit, Layout, Source, Taps};
 use crate::backend::cpu::buf::with_scratch;
 use crate::backend::cpu::bytes::{self, transpose_codes};
@@ -30,6 +31,8 @@ pub(crate) struct PreparedDepthwiseQ8 {
     w: Vec<f32>,
     pitch: usize,
     req: ReqArrays,
+    /// The same weights as quads of taps, for the AVX-512 VNNI kernel.
+    quads: Quads,
 }
 
 /// True when `taps` products of 8-bit values sum exactly in f32.
@@ -37,20 +40,27 @@ pub(crate) fn fits(taps: usize) -> bool {
     taps * 255 * 127 < 1 << 24
 }
 
-/// `w`: `c × taps` weights; `req`: per channel (bias with the zero point folded in: the kernel
-/// sums `w·x` on raw codes, padding being the zero point).
+/// `w`: `c × kh × kw` weights; `req`: per channel (bias with the zero point folded in: the
+/// kernel sums `w·x` on raw codes, padding being the zero point).
 pub(crate) fn prepare(
     w: &[i8],
     req: &[ChannelRequant],
     c: usize,
-    taps: usize,
+    kh: usize,
+    kw: usize,
 ) -> PreparedDepthwiseQ8 {
-    let (w, pitch) = lanes::tap_major(w, c, taps);
+    let (wt, pitch) = lanes::tap_major(w, c, kh * kw);
     PreparedDepthwiseQ8 {
-        w,
+        w: wt,
         pitch,
         req: ReqArrays::new(req, c),
+        quads: Quads::new(w, c, kh, kw),
     }
+}
+
+/// True when [`run`] takes the AVX-512 VNNI kernel ([`vnni`]) for this layer with `isa`.
+pub(crate) fn runs_vnni(isa: QIsa, g: &ConvGeom) -> bool {
+    isa == QIsa::Avx512Vnni && vnni::usable(g)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -64,6 +74,10 @@ pub(crate) fn run(
     out: &SharedQTensor<'_>,
     slice: &Slice,
 ) -> Result<()> {
+    if runs_vnni(isa, g) {
+        vnni::run(ctx, &p.quads, &p.req, g, q, x, out, slice);
+        return Ok(());
+    }
     let l = Layout::new(g, isa.shape().lanes);
     let offs = l.tap_offsets(g);
     let out_ptr = out.as_ptr() as usize;

@@ -108,6 +108,7 @@ pub mod cpu_f32;
 mod cpu_f32_depthwise;
 pub mod cpu_q8;
 mod cpu_q8_depthwise;
+mod cpu_q8_depthwise_vnni;
 mod depthwise_lanes;
 pub mod reference;
 pub mod reference_q8;

@@ -29,7 +29,14 @@ const NONE: Activation = Activation::None;
 const RELU: Activation = Activation::Relu;
 
 fn run_cases(cases: &[Case], seed: u64) {
+    run_cases_scaled(cases, seed, 1.0);
+}
+
+/// As [`run_cases`] with the output's range divided by `shrink` (a finer output scale: a
+/// large `shrink` makes requantisation multipliers of 0.5 or more, the wide path).
+fn run_cases_scaled(cases: &[Case], seed: u64, shrink: f32) -> usize {
     let mut rng = Rng::new(seed);
+    let mut wide = 0;
     for (i, c) in cases.iter().enumerate() {
         let &(n, cin, h, w, cout, k, stride, dilation, pads, groups, activation) = c;
         let fan_in = (cin / groups * k[0] * k[1]) as f32;
@@ -48,6 +55,15 @@ fn run_cases(cases: &[Case], seed: u64) {
         // The output's quantization from the real result's range.
         let y = conv2d_f32(&conv, &x.dequantize()).expect("valid case");
         let yq = qparams_of(&y);
+        let yq = crate::quant::QParams::from_range(
+            yq.dequantize(0) / shrink,
+            yq.dequantize(255) / shrink,
+        );
+        wide += qw
+            .scales
+            .iter()
+            .filter(|&&s| f64::from(xq.scale * s / yq.scale) >= 0.5)
+            .count();
         let want = conv2d(&conv, &qw, &x, yq).expect("valid case");
         let q = QuantNode {
             inputs: &[xq],
@@ -56,6 +72,7 @@ fn run_cases(cases: &[Case], seed: u64) {
         };
         check_op_q8(&Op::Conv2d(conv), &q, &[&x], &want, seed + i as u64);
     }
+    wide
 }
 
 #[test]
@@ -223,6 +240,32 @@ fn depthwise_strides_and_kernels() {
         RELU,
     ));
     run_cases(&cases, 4);
+}
+
+#[test]
+fn depthwise_wide_multipliers() {
+    // Multipliers of 0.5 and more (a fine output scale): the requantisation's wide path.
+    let cases = [
+        (1, 24, 14, 14, 24, [3, 3], [1, 1], [1, 1], [1; 4], 24, NONE),
+        (
+            1,
+            17,
+            9,
+            20,
+            17,
+            [5, 5],
+            [2, 2],
+            [1, 1],
+            [1, 2, 2, 1],
+            17,
+            RELU6,
+        ),
+    ];
+    let wide = run_cases_scaled(&cases, 11, 300.0);
+    assert!(
+        wide > 0,
+        "no multiplier of 0.5 or more: the case tests nothing new"
+    );
 }
 
 #[test]

@@ -1,0 +1,501 @@
+//! 8-bit depthwise convolution along output positions, for cores with AVX-512 VNNI and VBMI:
+//! `vpdpbusd` on groups of four horizontal taps, the codes gathered by one byte permute.
+//!
+//! **The method**: a vector holds up to 16 output positions of one channel that are
+//! consecutive in the output plane (row-major, so on short rows one vector spans several
+//! rows). Its 32-bit lane `j` holds the four input codes that four horizontal taps of
+//! position `j` read (taps `4q .. 4q + 4` of tap row `ky`), and `vpdpbusd` multiplies them by
+//! the channel's four weights of those taps (a zero weight past the filter's width) and adds
+//! the four exact products into the lane's 32-bit sum. The codes come from a copy of the
+//! block's input rows with the padding filled with the input's zero point, so every lane's
+//! quad lies at `off_j + ky·dh·wpad + 4q·dw` in it; one `vpermb` (or `vpermt2b`, when the
+//! vector's positions span more than 64 bytes) picks all 64 bytes out of one window.
+//!
+//! **Why this instead of the channels-in-lanes kernel** ([`super::cpu_q8_depthwise`]) on
+//! these cores: a 3×3 filter costs 3 permutes and 3 `vpdpbusd` per 16 outputs instead of 9
+//! FMAs and 9 loads, the accumulators are integers already, the 16 lanes of a vector share
+//! one channel's requantisation, and neither side needs a transpose: input rows are copied
+//! as they are, and a vector's 16 codes are 16 consecutive bytes of the output plane.
+//!
+//! **Exactness**: `vpdpbusd` (the non-saturating form) adds four u8 × i8 products, each below
+//! 2^15, into 32 bits, so the sums are the integer reference's; requantisation is the shared
+//! [`crate::quant::Multiplier`] rounding.
+use super::cpu_f32::ConvGeom;
+use crate::backend::cpu::gemm_q8::QOut;
+use crate::backend::cpu::simd_q8::ReqArrays;
+use crate::backend::cpu::CpuCtx;
+use crate::quant::{QTensor, SharedQTensor};
+use crate::tensor::Slice;
+use std::sync::{Arc, Mutex};
+
+/// Output positions per vector.
+const LANES: usize = 16;
+/// Bytes of padded rows a task aims to stay under (the copy stays in L2).
+const ROWS_BYTES: usize = 256 * 1024;
+/// Bytes after the padded rows that a window load may read (two 64-byte tables).
+const SLACK: usize = 128;
+
+/// A depthwise filter as quads: `w[(c·kh + ky)·nq + q]` holds taps `4q .. 4q + 4` of tap row
+/// `ky` of channel `c` as four little-endian i8 (zero past the filter's width).
+#[derive(Debug)]
+pub(crate) struct Quads {
+    w: Vec<i32>,
+    nq: usize,
+    /// The output-position groups of the layer's block heights.
+    groups: GroupCache,
+}
+
+impl Quads {
+    /// `w`: `c × kh × kw` weights.
+    pub fn new(w: &[i8], c: usize, kh: usize, kw: usize) -> Quads {
+        let nq = kw.div_ceil(4);
+        let mut q = vec![0i32; c * kh * nq];
+        for (r, filter_row) in w.chunks_exact(kw).take(c * kh).enumerate() {
+            for (qi, taps) in filter_row.chunks(4).enumerate() {
+                let mut b = [0u8; 4];
+                for (d, &t) in b.iter_mut().zip(taps) {
+                    *d = t as u8;
+                }
+                q[r * nq + qi] = i32::from_le_bytes(b);
+            }
+        }
+        Quads {
+            w: q,
+            nq,
+            groups: GroupCache::default(),
+        }
+    }
+}
+
+/// True when this kernel runs here and handles the geometry: AVX-512 VNNI and VBMI, and a
+/// horizontal dilation that keeps one position's quad inside a 64-byte window.
+pub(crate) fn usable(g: &ConvGeom) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        g.dw >= 1
+            && 3 * g.dw < 64
+            && g.sw >= 1
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512vbmi")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = g;
+        false
+    }
+}
+
+/// The padded input rows of a block of `nr` output rows: `rows` rows of `wpad` bytes, the
+/// column `i` holding input column `i − pl`.
+#[derive(Clone, Copy, Debug)]
+struct Padded {
+    rows: usize,
+    wpad: usize,
+}
+
+impl Padded {
+    fn new(g: &ConvGeom, nq: usize, nr: usize) -> Padded {
+        Padded {
+            rows: (nr.max(1) - 1) * g.sh + (g.kh - 1) * g.dh + 1,
+            wpad: (g.ow - 1) * g.sw + (4 * nq - 1) * g.dw + 1,
+        }
+    }
+    fn bytes(&self) -> usize {
+        self.rows * self.wpad + SLACK
+    }
+}
+
+/// Up to [`LANES`] consecutive output positions computed together.
+#[derive(Clone, Debug)]
+struct Group {
+    /// The first position, counted from the block's first output pixel.
+    p0: usize,
+    /// Positions in the group.
+    n: usize,
+    /// The first position's quad of tap (0, 0) in the padded rows.
+    off: usize,
+    /// The window is 128 bytes (two tables).
+    two: bool,
+    /// `idx[4j + k]`: byte `k` of lane `j`'s quad in the window.
+    idx: [u8; 64],
+}
+
+/// The groups of a block of `nr` output rows: consecutive positions while their quads fit in
+/// a 128-byte window.
+fn groups(g: &ConvGeom, pad: &Padded, nr: usize) -> Vec<Group> {
+    let offs: Vec<usize> = (0..nr)
+        .flat_map(|oy| (0..g.ow).map(move |ox| oy * g.sh * pad.wpad + ox * g.sw))
+        .collect();
+    let reach = 3 * g.dw;
+    let mut out = Vec::with_capacity(offs.len().div_ceil(LANES));
+    let mut p0 = 0;
+    while p0 < offs.len() {
+        let o0 = offs[p0];
+        let n = offs[p0..]
+            .iter()
+            .take(LANES)
+            .take_while(|&&o| o - o0 + reach < 128)
+            .count();
+        let mut idx = [0u8; 64];
+        for (j, &o) in offs[p0..p0 + n].iter().enumerate() {
+            for k in 0..4 {
+                idx[4 * j + k] = (o - o0 + k * g.dw) as u8;
+            }
+        }
+        out.push(Group {
+            p0,
+            n,
+            off: o0,
+            two: offs[p0 + n - 1] - o0 + reach >= 64,
+            idx,
+        });
+        p0 += n;
+    }
+    out
+}
+
+/// The groups of each block height a layer has run with (a layer runs with one or two).
+#[derive(Debug, Default)]
+pub(crate) struct GroupCache(Mutex<Vec<(usize, Arc<Vec<Group>>)>>);
+
+impl GroupCache {
+    fn get(&self, g: &ConvGeom, nq: usize, nr: usize) -> Arc<Vec<Group>> {
+        // A poisoned lock only means another task panicked while inserting: the entries
+        // are whole either way.
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, v)) = c.iter().find(|(k, _)| *k == nr) {
+            return v.clone();
+        }
+        let v = Arc::new(groups(g, &Padded::new(g, nq, nr), nr));
+        if c.len() >= 8 {
+            c.remove(0);
+        }
+        c.push((nr, v.clone()));
+        v
+    }
+}
+
+/// Computes `slice` of the depthwise convolution of `x` into `out` (the caller checked
+/// [`usable`]); `req`: per channel, bias with the input's zero point folded in.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run(
+    ctx: &CpuCtx,
+    quads: &Quads,
+    req: &ReqArrays,
+    g: &ConvGeom,
+    q: QOut,
+    x: &QTensor,
+    out: &SharedQTensor<'_>,
+    slice: &Slice,
+) {
+    let (chans, rows) = (slice.channels.clone(), slice.rows.clone());
+    if chans.is_empty() || rows.is_empty() {
+        return;
+    }
+    assert!(
+        chans.end <= g.cout
+            && rows.end <= g.oh
+            && x.len() >= g.n * g.cin * g.h * g.w
+            && out.len() >= g.n * g.cout * g.oh * g.ow
+            && quads.w.len() >= g.cout * g.kh * quads.nq
+            && req.m0.len() >= g.cout,
+        "depthwise (VNNI): shapes do not match the prepared layer"
+    );
+    // Tasks: channel chunks, and row blocks when the channels alone leave workers idle.
+    let threads = ctx.threads();
+    let target = threads * 4;
+    let units = g.n * chans.len();
+    let mut rp = if threads <= 1 || units >= target {
+        rows.len()
+    } else {
+        rows.len().div_ceil(target.div_ceil(units).min(rows.len()))
+    };
+    while rp > 1 && Padded::new(g, quads.nq, rp).bytes() > ROWS_BYTES {
+        rp = rp.div_ceil(2);
+    }
+    let row_blocks = rows.len().div_ceil(rp);
+    let last = rows.len() - (row_blocks - 1) * rp;
+    let full = quads.groups.get(g, quads.nq, rp);
+    let tail = quads.groups.get(g, quads.nq, last);
+    let chunk = (chans.len() / (threads * 8)).max(1);
+    let chunks = chans.len().div_ceil(chunk);
+    let zx = x.qparams().zero_point;
+    let out_ptr = out.as_ptr() as usize;
+    ctx.for_each_task(g.n * chunks * row_blocks, |t| {
+        let (u, rb) = (t / row_blocks, t % row_blocks);
+        let (b, ci) = (u / chunks, u % chunks);
+        let c0 = chans.start + ci * chunk;
+        let c1 = (c0 + chunk).min(chans.end);
+        let r0 = rows.start + rb * rp;
+        let nr = if rb + 1 == row_blocks { last } else { rp };
+        let grp = if rb + 1 == row_blocks { &tail } else { &full };
+        let pad = Padded::new(g, quads.nq, nr);
+        crate::backend::cpu::buf::with_scratch(pad.bytes().div_ceil(4), |s| {
+            // SAFETY: any bytes are valid u8, and the f32 scratch holds `4·len` bytes.
+            let buf =
+                unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut u8, pad.bytes()) };
+            for c in c0..c1 {
+                let hw = g.h * g.w;
+                let plane = &x.data()[(b * g.cin + c) * hw..(b * g.cin + c + 1) * hw];
+                let dst =
+                    (out_ptr as *mut u8).wrapping_add((b * g.cout + c) * g.oh * g.ow + r0 * g.ow);
+                // SAFETY: the features were checked (`usable`); `buf` holds the padded rows
+                // and their slack (every window of every group lies inside, see `Padded`),
+                // and `plane` the channel's input plane;
+                // the weights and requantisation hold channel `c` (asserted); `dst` is
+                // output rows `r0 .. r0 + nr` of channel `c` of batch `b`, which lie in the
+                // caller's slice, and a group writes positions `p0 .. p0 + n < nr·ow`.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    x86::channel(g, &pad, r0, plane, zx, grp, buf, quads, req, c, q, dst)
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = (grp, dst, q, req);
+            }
+        });
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Group, Padded, Quads};
+    use crate::backend::cpu::gemm_q8::QOut;
+    use crate::backend::cpu::simd_q8::{Avx512VnniQ, QDot, ReqArrays};
+    use crate::ops::conv2d::cpu_f32::ConvGeom;
+    use std::arch::x86_64::*;
+
+    /// One channel of a block: every group, requantised and stored.
+    ///
+    /// # Safety
+    /// See the call in [`super::run`].
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
+    pub(super) unsafe fn channel(
+        g: &ConvGeom,
+        pad: &Padded,
+        r0: usize,
+        plane: &[u8],
+        zx: u8,
+        groups: &[Group],
+        buf: &mut [u8],
+        quads: &Quads,
+        req: &ReqArrays,
+        c: usize,
+        q: QOut,
+        dst: *mut u8,
+    ) {
+        fill(buf, plane, g, pad, r0, zx);
+        let nq = quads.nq;
+        let wq = &quads.w[c * g.kh * nq..(c + 1) * g.kh * nq];
+        let mut pr = <Avx512VnniQ as QDot>::req_row(req, c, q);
+        // The bias starts the sums instead of being added to them.
+        let bias = pr.bias;
+        pr.bias = _mm512_setzero_si512();
+        let k = Kernel {
+            rstep: g.dh * pad.wpad,
+            qstep: 4 * g.dw,
+            kh: g.kh,
+            nq,
+        };
+        match (g.kh, nq, req.wide) {
+            (3, 1, false) => groups_of::<3, 1, false>(&k, groups, buf, wq, bias, &pr, dst),
+            (5, 2, false) => groups_of::<5, 2, false>(&k, groups, buf, wq, bias, &pr, dst),
+            (_, _, false) => groups_of::<0, 0, false>(&k, groups, buf, wq, bias, &pr, dst),
+            (_, _, true) => groups_of::<0, 0, true>(&k, groups, buf, wq, bias, &pr, dst),
+        }
+    }
+
+    /// Copies the input rows of output rows `r0 ..` of one channel plane into `buf`, padded
+    /// with the zero point `z` ([`Padded`]); whole 64-byte stores of `z`, then masked copies
+    /// (a library copy per row costs more than the row on 7- to 56-byte rows).
+    #[inline(always)]
+    unsafe fn fill(buf: &mut [u8], plane: &[u8], g: &ConvGeom, pad: &Padded, r0: usize, z: u8) {
+        assert!(
+            buf.len() >= pad.bytes() && plane.len() >= g.h * g.w,
+            "depthwise (VNNI): buffer or plane too small"
+        );
+        let zv = _mm512_set1_epi8(z as i8);
+        let d = buf.as_mut_ptr();
+        // `z` everywhere, in whole vectors: the last one ends inside the slack.
+        for i in (0..pad.rows * pad.wpad + super::SLACK - 63).step_by(64) {
+            _mm512_storeu_si512(d.add(i) as *mut _, zv);
+        }
+        let lo = g.pl.min(pad.wpad);
+        let hi = (g.pl + g.w).min(pad.wpad);
+        let iy0 = (r0 * g.sh) as isize - g.pt as isize;
+        let rows = (0..pad.rows).filter(|&j| (0..g.h as isize).contains(&(iy0 + j as isize)));
+        for j in rows {
+            let src = plane.as_ptr().add((iy0 + j as isize) as usize * g.w);
+            let dst = d.add(j * pad.wpad + lo);
+            for i in (0..hi.saturating_sub(lo)).step_by(64) {
+                let m = mask64(hi - lo - i);
+                let v = _mm512_maskz_loadu_epi8(m, src.add(i) as *const _);
+                _mm512_mask_storeu_epi8(dst.add(i) as *mut _, m, v);
+            }
+        }
+    }
+
+    /// The first `n` of 64 bits (all when `n >= 64`).
+    #[inline(always)]
+    fn mask64(n: usize) -> u64 {
+        if n >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << n) - 1
+        }
+    }
+
+    /// The filter's extent in the padded rows.
+    struct Kernel {
+        /// Bytes between tap rows.
+        rstep: usize,
+        /// Bytes between the quads of a tap row.
+        qstep: usize,
+        kh: usize,
+        nq: usize,
+    }
+
+    /// The groups with the tap rows (`KH`) and quads per row (`NQ`) as constants when known
+    /// (else 0: taken from `k`).
+    #[inline(always)]
+    unsafe fn groups_of<const KH: usize, const NQ: usize, const WIDE: bool>(
+        k: &Kernel,
+        groups: &[Group],
+        buf: &[u8],
+        wq: &[i32],
+        bias: __m512i,
+        pr: &crate::backend::cpu::simd_q8::ReqVecs<__m512i>,
+        dst: *mut u8,
+    ) {
+        let kh = if KH > 0 { KH } else { k.kh };
+        let nq = if NQ > 0 { NQ } else { k.nq };
+        let mut w = [_mm512_setzero_si512(); 10];
+        let held = (kh * nq).min(w.len());
+        for (i, v) in w.iter_mut().enumerate().take(held) {
+            *v = _mm512_set1_epi32(wq[i]);
+        }
+        let base = buf.as_ptr();
+        for grp in groups {
+            let idx = _mm512_loadu_si512(grp.idx.as_ptr() as *const _);
+            let mut acc = bias;
+            let o = base.add(grp.off);
+            for ky in 0..kh {
+                for qi in 0..nq {
+                    let t = ky * nq + qi;
+                    let wv = if t < held {
+                        w[t]
+                    } else {
+                        _mm512_set1_epi32(wq[t])
+                    };
+                    let p = o.add(ky * k.rstep + qi * k.qstep);
+                    let v = if grp.two {
+                        _mm512_permutex2var_epi8(
+                            _mm512_loadu_si512(p as *const _),
+                            idx,
+                            _mm512_loadu_si512(p.add(64) as *const _),
+                        )
+                    } else {
+                        _mm512_permutexvar_epi8(idx, _mm512_loadu_si512(p as *const _))
+                    };
+                    acc = _mm512_dpbusd_epi32(acc, v, wv);
+                }
+            }
+            let r = <Avx512VnniQ as QDot>::requant::<WIDE>(acc, pr);
+            let d = dst.add(grp.p0);
+            if grp.n == super::LANES {
+                _mm_storeu_si128(d as *mut __m128i, _mm512_cvtepi32_epi8(r));
+            } else {
+                _mm512_mask_cvtepi32_storeu_epi8(d as *mut _, ((1u32 << grp.n) - 1) as u16, r);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geom(h: usize, w: usize, k: usize, s: usize, d: usize, p: usize) -> ConvGeom {
+        let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
+        let ow = (w + 2 * p - d * (k - 1) - 1) / s + 1;
+        ConvGeom {
+            n: 1,
+            cin: 1,
+            h,
+            w,
+            cout: 1,
+            oh,
+            ow,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            dh: d,
+            dw: d,
+            pt: p,
+            pl: p,
+            groups: 1,
+            cin_g: 1,
+            cout_g: 1,
+        }
+    }
+
+    #[test]
+    fn groups_cover_every_position_once_within_their_window() {
+        for &(h, w, k, s, d) in &[
+            (112, 112, 3, 2, 1),
+            (56, 56, 3, 1, 1),
+            (14, 14, 5, 2, 1),
+            (7, 7, 5, 1, 1),
+            (9, 30, 3, 1, 4),
+            (5, 3, 7, 1, 1),
+        ] {
+            let g = geom(h, w, k, s, d, k / 2 * d);
+            let nq = k.div_ceil(4);
+            for nr in [1, 2, g.oh] {
+                let pad = Padded::new(&g, nq, nr);
+                let gs = groups(&g, &pad, nr);
+                let mut next = 0;
+                for gr in &gs {
+                    assert_eq!(gr.p0, next, "{h}x{w} k{k} s{s}: positions in order");
+                    assert!(gr.n >= 1 && gr.n <= LANES);
+                    next += gr.n;
+                    for j in 0..gr.n {
+                        let p = gr.p0 + j;
+                        let (oy, ox) = (p / g.ow, p % g.ow);
+                        for k4 in 0..4 {
+                            let i = usize::from(gr.idx[4 * j + k4]);
+                            assert!(i < if gr.two { 128 } else { 64 });
+                            // The byte is padded row `oy·sh`, column `ox·sw + k4·dw`.
+                            assert_eq!(gr.off + i, oy * g.sh * pad.wpad + ox * g.sw + k4 * g.dw);
+                        }
+                    }
+                    // The last tap row's last window ends inside the buffer.
+                    let end = gr.off
+                        + (g.kh - 1) * g.dh * pad.wpad
+                        + (nq - 1) * 4 * g.dw
+                        + if gr.two { 128 } else { 64 };
+                    assert!(end <= pad.bytes(), "window past the buffer");
+                }
+                assert_eq!(next, nr * g.ow);
+                // Rows of 16 or more positions fill whole vectors but for the row's end.
+                if g.ow >= LANES && s == 1 && d == 1 {
+                    let full = gs.iter().filter(|gr| gr.n == LANES).count();
+                    assert!(full + 1 >= gs.len(), "{h}x{w}: {} of {}", full, gs.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quads_hold_four_taps_and_zeros_past_the_row() {
+        let w: Vec<i8> = (0..2 * 5 * 5).map(|i| i as i8 - 20).collect();
+        let q = Quads::new(&w, 2, 5, 5);
+        assert_eq!(q.nq, 2);
+        // Channel 1, row 2: taps 35..40 → quads [35..39], [39, 0, 0, 0] (as i8 − 20).
+        let r = (5 + 2) * 2;
+        assert_eq!(q.w[r].to_le_bytes().map(|b| b as i8), [15, 16, 17, 18]);
+        assert_eq!(q.w[r + 1].to_le_bytes().map(|b| b as i8), [19, 0, 0, 0]);
+    }
+}
