@@ -407,6 +407,23 @@ unsafe fn interleave4(rows: &[*const u8; 4], valid: usize, w: usize, dst: *mut u
             _mm_storeu_si128(o.add(3), _mm_unpackhi_epi16(ab1, cd1));
             j += 16;
         }
+        // Runs of 8 and 4 (the activations-broadcast tiles are 8 or 6 pixels wide).
+        if j + 8 <= valid {
+            let ld = |t: usize| _mm_loadl_epi64(rows[t].add(j) as *const __m128i);
+            let ab = _mm_unpacklo_epi8(ld(0), ld(1));
+            let cd = _mm_unpacklo_epi8(ld(2), ld(3));
+            let o = dst.add(j * 4) as *mut __m128i;
+            _mm_storeu_si128(o, _mm_unpacklo_epi16(ab, cd));
+            _mm_storeu_si128(o.add(1), _mm_unpackhi_epi16(ab, cd));
+            j += 8;
+        }
+        if j + 4 <= valid {
+            let ld = |t: usize| _mm_cvtsi32_si128((rows[t].add(j) as *const i32).read_unaligned());
+            let ab = _mm_unpacklo_epi8(ld(0), ld(1));
+            let cd = _mm_unpacklo_epi8(ld(2), ld(3));
+            _mm_storeu_si128(dst.add(j * 4) as *mut __m128i, _mm_unpacklo_epi16(ab, cd));
+            j += 4;
+        }
     }
     while j < valid {
         for (t, row) in rows.iter().enumerate() {
@@ -414,7 +431,9 @@ unsafe fn interleave4(rows: &[*const u8; 4], valid: usize, w: usize, dst: *mut u
         }
         j += 1;
     }
-    std::ptr::write_bytes(dst.add(valid * 4), 0, (w - valid) * 4);
+    if valid < w {
+        std::ptr::write_bytes(dst.add(valid * 4), 0, (w - valid) * 4);
+    }
 }
 
 /// `dst16[j·2 + t] = rows[t][j]` (zero-extended) for `j < valid`, zeros for `valid <= j < w`.
@@ -436,6 +455,21 @@ unsafe fn interleave2(rows: &[*const u8; 4], valid: usize, w: usize, dst: *mut u
             _mm_storeu_si128(o.add(3), _mm_unpackhi_epi8(ab1, z));
             j += 16;
         }
+        if j + 8 <= valid {
+            let a = _mm_loadl_epi64(rows[0].add(j) as *const __m128i);
+            let b = _mm_loadl_epi64(rows[1].add(j) as *const __m128i);
+            let ab = _mm_unpacklo_epi8(a, b);
+            let o = dst.add(j * 4) as *mut __m128i;
+            _mm_storeu_si128(o, _mm_unpacklo_epi8(ab, z));
+            _mm_storeu_si128(o.add(1), _mm_unpackhi_epi8(ab, z));
+            j += 8;
+        }
+        if j + 4 <= valid {
+            let ld = |t: usize| _mm_cvtsi32_si128((rows[t].add(j) as *const i32).read_unaligned());
+            let ab = _mm_unpacklo_epi8(ld(0), ld(1));
+            _mm_storeu_si128(dst.add(j * 4) as *mut __m128i, _mm_unpacklo_epi8(ab, z));
+            j += 4;
+        }
     }
     while j < valid {
         for (t, row) in rows.iter().enumerate().take(2) {
@@ -445,7 +479,9 @@ unsafe fn interleave2(rows: &[*const u8; 4], valid: usize, w: usize, dst: *mut u
         }
         j += 1;
     }
-    std::ptr::write_bytes(dst.add(valid * 4), 0, (w - valid) * 4);
+    if valid < w {
+        std::ptr::write_bytes(dst.add(valid * 4), 0, (w - valid) * 4);
+    }
 }
 
 /// `acc[r][v] = Σ_g dot(...)` over `groups` groups: `bc` holds broadcast groups, `bs` bytes
