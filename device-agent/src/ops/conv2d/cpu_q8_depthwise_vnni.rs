@@ -41,8 +41,8 @@ const SLACK: usize = 128;
 pub(crate) struct Quads {
     w: Vec<i32>,
     nq: usize,
-    /// The output-position groups of the layer's block heights.
-    groups: GroupCache,
+    /// The output-position groups and fills of the layer's blocks.
+    plans: Plans,
 }
 
 impl Quads {
@@ -62,7 +62,7 @@ impl Quads {
         Quads {
             w: q,
             nq,
-            groups: GroupCache::default(),
+            plans: Plans::default(),
         }
     }
 }
@@ -155,23 +155,110 @@ fn groups(g: &ConvGeom, pad: &Padded, nr: usize) -> Vec<Group> {
     out
 }
 
-/// The groups of each block height a layer has run with (a layer runs with one or two).
-#[derive(Debug, Default)]
-pub(crate) struct GroupCache(Mutex<Vec<(usize, Arc<Vec<Group>>)>>);
+/// One 64-byte chunk of a block's padded rows, gathered from one 64-byte window of the input
+/// plane by a byte permute: the fill of small planes, where a copy per row (a few bytes each)
+/// costs more than the rows.
+#[derive(Clone, Debug)]
+pub(crate) struct FillChunk {
+    /// The window's first byte in the plane.
+    src: usize,
+    /// Window bytes inside the plane (the others are not loaded).
+    load: u64,
+    /// Chunk bytes taken from the window (the others are padding: the zero point).
+    keep: u64,
+    /// `idx[i]`: the window byte of chunk byte `i`.
+    idx: [u8; 64],
+}
 
-impl GroupCache {
-    fn get(&self, g: &ConvGeom, nq: usize, nr: usize) -> Arc<Vec<Group>> {
+/// Padded rows larger than this are filled row by row (at 88 bytes a chunk, the tables of
+/// larger blocks would not stay in L1).
+const PERMUTE_FILL_BYTES: usize = 16384;
+
+/// The chunks that fill the padded rows of output rows `r0 .. r0 + nr` (`pad`), or `None`
+/// when a chunk's bytes span more than one window (rows of the plane wider than the padded
+/// rows) or the rows are large.
+fn fill_chunks(g: &ConvGeom, pad: &Padded, r0: usize) -> Option<Vec<FillChunk>> {
+    let total = pad.rows * pad.wpad;
+    if total > PERMUTE_FILL_BYTES {
+        return None;
+    }
+    let hw = g.h * g.w;
+    let iy0 = (r0 * g.sh) as isize - g.pt as isize;
+    // The plane byte of each padded byte, or `None` for padding.
+    let src = |b: usize| {
+        let (iy, ix) = (
+            iy0 + (b / pad.wpad) as isize,
+            (b % pad.wpad) as isize - g.pl as isize,
+        );
+        ((0..g.h as isize).contains(&iy) && (0..g.w as isize).contains(&ix))
+            .then(|| iy as usize * g.w + ix as usize)
+    };
+    let mut out = Vec::with_capacity(total.div_ceil(64));
+    for c0 in (0..total).step_by(64) {
+        let bytes: Vec<(usize, usize)> = (c0..(c0 + 64).min(total))
+            .filter_map(|b| src(b).map(|s| (b - c0, s)))
+            .collect();
+        let lo = bytes.iter().map(|&(_, s)| s).min().unwrap_or(0);
+        let hi = bytes.iter().map(|&(_, s)| s).max().unwrap_or(0);
+        if hi - lo >= 64 {
+            return None;
+        }
+        let mut c = FillChunk {
+            src: lo,
+            load: 0,
+            keep: 0,
+            idx: [0; 64],
+        };
+        for &(i, s) in &bytes {
+            c.keep |= 1 << i;
+            c.idx[i] = (s - lo) as u8;
+        }
+        if !bytes.is_empty() {
+            c.load = if hw - lo >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << (hw - lo)) - 1
+            };
+        }
+        out.push(c);
+    }
+    Some(out)
+}
+
+/// What a layer computes once per block of rows: the groups of each block height, the fill
+/// of each block. A layer runs with one or two block heights and a few blocks.
+#[derive(Debug, Default)]
+pub(crate) struct Plans {
+    groups: Memo<usize, Vec<Group>>,
+    fills: Memo<(usize, usize), Option<Vec<FillChunk>>>,
+}
+
+/// A small map of values computed on first use.
+#[derive(Debug)]
+struct Memo<K, V>(Mutex<Vec<(K, Arc<V>)>>);
+
+impl<K, V> Default for Memo<K, V> {
+    fn default() -> Self {
+        Memo(Mutex::new(Vec::new()))
+    }
+}
+
+impl<K: PartialEq + Copy, V> Memo<K, V> {
+    /// Entries kept (the oldest goes first).
+    const KEEP: usize = 16;
+
+    fn get(&self, k: K, make: impl FnOnce() -> V) -> Arc<V> {
         // A poisoned lock only means another task panicked while inserting: the entries
         // are whole either way.
         let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, v)) = c.iter().find(|(k, _)| *k == nr) {
+        if let Some((_, v)) = c.iter().find(|(key, _)| *key == k) {
             return v.clone();
         }
-        let v = Arc::new(groups(g, &Padded::new(g, nq, nr), nr));
-        if c.len() >= 8 {
+        let v = Arc::new(make());
+        if c.len() >= Self::KEEP {
             c.remove(0);
         }
-        c.push((nr, v.clone()));
+        c.push((k, v.clone()));
         v
     }
 }
@@ -216,8 +303,23 @@ pub(crate) fn run(
     }
     let row_blocks = rows.len().div_ceil(rp);
     let last = rows.len() - (row_blocks - 1) * rp;
-    let full = quads.groups.get(g, quads.nq, rp);
-    let tail = quads.groups.get(g, quads.nq, last);
+    let nq = quads.nq;
+    let group_of = |nr| {
+        quads
+            .plans
+            .groups
+            .get(nr, || groups(g, &Padded::new(g, nq, nr), nr))
+    };
+    let (full, tail) = (group_of(rp), group_of(last));
+    // The permute fill when the blocks are few (their tables are cached per block).
+    let fill_of = |r0: usize, nr: usize| {
+        (row_blocks <= 4).then(|| {
+            quads
+                .plans
+                .fills
+                .get((r0, nr), || fill_chunks(g, &Padded::new(g, nq, nr), r0))
+        })
+    };
     let chunk = (chans.len() / (threads * 8)).max(1);
     let chunks = chans.len().div_ceil(chunk);
     let zx = x.qparams().zero_point;
@@ -231,6 +333,8 @@ pub(crate) fn run(
         let nr = if rb + 1 == row_blocks { last } else { rp };
         let grp = if rb + 1 == row_blocks { &tail } else { &full };
         let pad = Padded::new(g, quads.nq, nr);
+        let chunks = fill_of(r0, nr);
+        let chunks = chunks.as_ref().and_then(|c| c.as_deref());
         crate::backend::cpu::buf::with_scratch(pad.bytes().div_ceil(4), |s| {
             // SAFETY: any bytes are valid u8, and the f32 scratch holds `4·len` bytes.
             let buf =
@@ -248,10 +352,12 @@ pub(crate) fn run(
                 // caller's slice, and a group writes positions `p0 .. p0 + n < nr·ow`.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    x86::channel(g, &pad, r0, plane, zx, grp, buf, quads, req, c, q, dst)
+                    x86::channel(
+                        g, &pad, r0, plane, chunks, zx, grp, buf, quads, req, c, q, dst,
+                    )
                 };
                 #[cfg(not(target_arch = "x86_64"))]
-                let _ = (grp, dst, q, req);
+                let _ = (grp, dst, q, req, chunks);
             }
         });
     });
@@ -276,6 +382,7 @@ mod x86 {
         pad: &Padded,
         r0: usize,
         plane: &[u8],
+        chunks: Option<&[super::FillChunk]>,
         zx: u8,
         groups: &[Group],
         buf: &mut [u8],
@@ -285,7 +392,10 @@ mod x86 {
         q: QOut,
         dst: *mut u8,
     ) {
-        fill(buf, plane, g, pad, r0, zx);
+        match chunks {
+            Some(ch) => fill_permute(buf, plane, pad, ch, zx),
+            None => fill(buf, plane, g, pad, r0, zx),
+        }
         let nq = quads.nq;
         let wq = &quads.w[c * g.kh * nq..(c + 1) * g.kh * nq];
         let mut pr = <Avx512VnniQ as QDot>::req_row(req, c, q);
@@ -334,6 +444,52 @@ mod x86 {
                 _mm512_mask_storeu_epi8(dst.add(i) as *mut _, m, v);
             }
         }
+    }
+
+    /// [`fill`] by the chunks of [`super::fill_chunks`] for these rows.
+    #[inline(always)]
+    unsafe fn fill_permute(
+        buf: &mut [u8],
+        plane: &[u8],
+        pad: &Padded,
+        chunks: &[super::FillChunk],
+        z: u8,
+    ) {
+        assert!(
+            buf.len() >= pad.bytes() && chunks.len() * 64 <= pad.rows * pad.wpad + 63,
+            "depthwise (VNNI): buffer too small for the fill"
+        );
+        let zv = _mm512_set1_epi8(z as i8);
+        let d = buf.as_mut_ptr();
+        for (i, c) in chunks.iter().enumerate() {
+            // Only window bytes inside the plane are loaded (`load` covers bytes `src ..`
+            // below the plane's length, see `fill_chunks`).
+            let w = _mm512_maskz_loadu_epi8(c.load, plane.as_ptr().wrapping_add(c.src) as *const _);
+            let idx = _mm512_loadu_si512(c.idx.as_ptr() as *const _);
+            let v = _mm512_mask_permutexvar_epi8(zv, c.keep, idx, w);
+            // Chunk `i` ends at most 63 bytes past the rows: inside the slack.
+            _mm512_storeu_si512(d.add(i * 64) as *mut _, v);
+        }
+    }
+
+    /// Both fills of the same rows, for the tests: (row by row, by permutes).
+    #[cfg(test)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    pub(super) unsafe fn both_fills(
+        plane: &[u8],
+        g: &ConvGeom,
+        pad: &Padded,
+        r0: usize,
+        chunks: &[super::FillChunk],
+        z: u8,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let n = pad.rows * pad.wpad;
+        let (mut a, mut b) = (vec![1u8; pad.bytes()], vec![2u8; pad.bytes()]);
+        fill(&mut a, plane, g, pad, r0, z);
+        fill_permute(&mut b, plane, pad, chunks, z);
+        a.truncate(n);
+        b.truncate(n);
+        (a, b)
     }
 
     /// The first `n` of 64 bits (all when `n >= 64`).
@@ -486,6 +642,46 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_permute_fill_copies_rows_and_padding_as_the_row_fill() {
+        if !usable(&geom(7, 7, 3, 1, 1, 1)) {
+            eprintln!("no AVX-512 VBMI + VNNI here: the permute fill is not used");
+            return;
+        }
+        let mut seen = 0;
+        for &(h, w, k, s, d, p) in &[
+            (7, 7, 3, 1, 1, 1),
+            (14, 14, 5, 2, 1, 2),
+            (14, 14, 3, 1, 1, 1),
+            (28, 28, 5, 1, 1, 2),
+            (9, 30, 3, 1, 4, 4),
+            (56, 56, 3, 2, 1, 0),
+            (5, 3, 7, 1, 1, 3),
+        ] {
+            let g = geom(h, w, k, s, d, p);
+            let nq = k.div_ceil(4);
+            let plane: Vec<u8> = (0..h * w).map(|i| (i * 7 % 251) as u8 + 1).collect();
+            for (r0, nr) in [(0, g.oh), (1, 1), (g.oh / 2, g.oh - g.oh / 2)] {
+                let pad = Padded::new(&g, nq, nr);
+                let Some(chunks) = fill_chunks(&g, &pad, r0) else {
+                    continue;
+                };
+                seen += 1;
+                // SAFETY: the features were checked; the buffers are made to size.
+                let (rows, permuted) = unsafe { x86::both_fills(&plane, &g, &pad, r0, &chunks, 0) };
+                assert_eq!(
+                    rows, permuted,
+                    "{h}x{w} k{k} s{s} d{d} p{p}, rows {r0}+{nr}"
+                );
+                assert!(
+                    rows.contains(&0) || p == 0,
+                    "padding filled with the zero point"
+                );
+            }
+        }
+        assert!(seen >= 15, "only {seen} blocks had permute fills");
     }
 
     #[test]
