@@ -442,8 +442,8 @@ mod arm {
         unsafe fn store_lanes(p: *mut f32, v: float32x4_t, lo: usize, hi: usize) {
             let mut t = [0.0f32; 4];
             vst1q_f32(t.as_mut_ptr(), v);
-            for i in lo..hi.min(4) {
-                *p.add(i) = t[i];
+            for (i, &x) in t.iter().enumerate().take(hi.min(4)).skip(lo) {
+                *p.add(i) = x;
             }
         }
         #[inline(always)]

@@ -15,7 +15,9 @@ use super::cpu_f32::ConvGeom;
 use super::cpu_q8_depthwise_vnni::{self as vnni, Quads};
 use super::depthwise_lanes::{self as lanes, Block, Emit, Layout, Source, Taps};
 use crate::backend::cpu::buf::with_scratch;
-use crate::backend::cpu::bytes::{self, transpose_codes};
+#[cfg(target_arch = "x86_64")]
+use crate::backend::cpu::bytes;
+use crate::backend::cpu::bytes::transpose_codes;
 use crate::backend::cpu::gemm_q8::QOut;
 use crate::backend::cpu::simd::Simd;
 use crate::backend::cpu::simd_q8::{QDot, QFn, QIsa, ReqArrays, ReqVecs};

@@ -20,6 +20,8 @@
 //! **Exactness**: `vpdpbusd` (the non-saturating form) adds four u8 × i8 products, each below
 //! 2^15, into 32 bits, so the sums are the integer reference's; requantisation is the shared
 //! [`crate::quant::Multiplier`] rounding.
+// Elsewhere than x86-64 only the weights are prepared (`usable` is false).
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 use super::cpu_f32::ConvGeom;
 use crate::backend::cpu::gemm_q8::QOut;
 use crate::backend::cpu::simd_q8::ReqArrays;
@@ -357,7 +359,7 @@ pub(crate) fn run(
                     )
                 };
                 #[cfg(not(target_arch = "x86_64"))]
-                let _ = (grp, dst, q, req, chunks);
+                let _ = (grp, dst, q, req, chunks, &buf, plane, zx);
             }
         });
     });
@@ -644,6 +646,7 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_permute_fill_copies_rows_and_padding_as_the_row_fill() {
         if !usable(&geom(7, 7, 3, 1, 1, 1)) {
