@@ -76,8 +76,8 @@ pub(crate) fn run(
     out: &SharedQTensor<'_>,
     slice: &Slice,
 ) -> Result<()> {
-    if runs_vnni(isa, g) {
-        vnni::run(ctx, &p.quads, &p.req, g, q, x, out, slice);
+    if let Some(gather) = vnni::Gather::here().filter(|_| runs_vnni(isa, g)) {
+        vnni::run(gather, ctx, &p.quads, &p.req, g, q, x, out, slice);
         return Ok(());
     }
     let l = Layout::new(g, isa.shape().lanes);

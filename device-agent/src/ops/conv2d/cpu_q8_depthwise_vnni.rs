@@ -69,23 +69,41 @@ impl Quads {
     }
 }
 
-/// True when this kernel runs here and handles the geometry: AVX-512 VNNI and VBMI, and a
-/// horizontal dilation that keeps one position's quad inside a 64-byte window.
+/// How a vector's quads are gathered from the padded rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Gather {
+    /// One byte permute (`vpermb`/`vpermt2b`, AVX-512 VBMI).
+    Bytes,
+    /// Without VBMI: a word permute (`vpermw`/`vpermt2w`) brings the 16 bytes each 128-bit
+    /// block needs into that block, a byte shuffle within blocks (`vpshufb`) places them. A
+    /// group then also keeps each block's four positions within 16 bytes.
+    Words,
+}
+
+impl Gather {
+    /// The gather this CPU runs, if it has the kernel's features (AVX-512 BW and VNNI).
+    pub fn here() -> Option<Gather> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if !(has!("avx512vnni") && has!("avx512bw")) {
+                return None;
+            }
+            Some(if has!("avx512vbmi") {
+                Gather::Bytes
+            } else {
+                Gather::Words
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+}
+
+/// True when this kernel runs here (see [`Gather::here`]) and handles the geometry: a
+/// horizontal dilation that keeps one position's quad inside a 16-byte block.
 pub(crate) fn usable(g: &ConvGeom) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        g.dw >= 1
-            && 3 * g.dw < 64
-            && g.sw >= 1
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-            && std::arch::is_x86_feature_detected!("avx512vbmi")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = g;
-        false
-    }
+    g.dw >= 1 && 3 * g.dw < 16 && g.sw >= 1 && Gather::here().is_some()
 }
 
 /// The padded input rows of a block of `nr` output rows: `rows` rows of `wpad` bytes, the
@@ -121,11 +139,15 @@ struct Group {
     two: bool,
     /// `idx[4j + k]`: byte `k` of lane `j`'s quad in the window.
     idx: [u8; 64],
+    /// [`Gather::Words`]: the window's 16-bit words for each 128-bit block (32 little-endian
+    /// u16), then the byte of each lane's quad within its block.
+    widx: [u8; 64],
+    bidx: [u8; 64],
 }
 
 /// The groups of a block of `nr` output rows: consecutive positions while their quads fit in
-/// a 128-byte window.
-fn groups(g: &ConvGeom, pad: &Padded, nr: usize) -> Vec<Group> {
+/// a 128-byte window (and, for [`Gather::Words`], each block of four positions in 16 bytes).
+fn groups(g: &ConvGeom, pad: &Padded, nr: usize, gather: Gather) -> Vec<Group> {
     let offs: Vec<usize> = (0..nr)
         .flat_map(|oy| (0..g.ow).map(move |ox| oy * g.sh * pad.wpad + ox * g.sw))
         .collect();
@@ -134,10 +156,14 @@ fn groups(g: &ConvGeom, pad: &Padded, nr: usize) -> Vec<Group> {
     let mut p0 = 0;
     while p0 < offs.len() {
         let o0 = offs[p0];
-        let n = offs[p0..]
-            .iter()
-            .take(LANES)
-            .take_while(|&&o| o - o0 + reach < 128)
+        let fits = |n: usize| {
+            let o = offs[p0 + n] - o0 + reach;
+            // The word the block of lane `n` starts at, as a byte.
+            let base = (offs[p0 + (n & !3)] - o0) & !1;
+            o < 128 && (gather == Gather::Bytes || o - base < 16)
+        };
+        let n = (0..LANES.min(offs.len() - p0))
+            .take_while(|&n| fits(n))
             .count();
         let mut idx = [0u8; 64];
         for (j, &o) in offs[p0..p0 + n].iter().enumerate() {
@@ -145,12 +171,28 @@ fn groups(g: &ConvGeom, pad: &Padded, nr: usize) -> Vec<Group> {
                 idx[4 * j + k] = (o - o0 + k * g.dw) as u8;
             }
         }
+        let two = offs[p0 + n - 1] - o0 + reach >= 64;
+        let (mut widx, mut bidx) = ([0u8; 64], [0u8; 64]);
+        if gather == Gather::Words {
+            let top = if two { 63 } else { 31 };
+            for blk in 0..n.div_ceil(4) {
+                let wbase = usize::from(idx[16 * blk]) / 2;
+                for i in 0..8 {
+                    widx[2 * (8 * blk + i)] = (wbase + i).min(top) as u8;
+                }
+                for b in 16 * blk..(16 * blk + 16).min(4 * n) {
+                    bidx[b] = idx[b] - 2 * wbase as u8;
+                }
+            }
+        }
         out.push(Group {
             p0,
             n,
             off: o0,
-            two: offs[p0 + n - 1] - o0 + reach >= 64,
+            two,
             idx,
+            widx,
+            bidx,
         });
         p0 += n;
     }
@@ -231,7 +273,7 @@ fn fill_chunks(g: &ConvGeom, pad: &Padded, r0: usize) -> Option<Vec<FillChunk>> 
 /// of each block. A layer runs with one or two block heights and a few blocks.
 #[derive(Debug, Default)]
 pub(crate) struct Plans {
-    groups: Memo<usize, Vec<Group>>,
+    groups: Memo<(usize, Gather), Vec<Group>>,
     fills: Memo<(usize, usize), Option<Vec<FillChunk>>>,
 }
 
@@ -265,10 +307,12 @@ impl<K: PartialEq + Copy, V> Memo<K, V> {
     }
 }
 
-/// Computes `slice` of the depthwise convolution of `x` into `out` (the caller checked
-/// [`usable`]); `req`: per channel, bias with the input's zero point folded in.
+/// Computes `slice` of the depthwise convolution of `x` into `out` with `gather` (the caller
+/// checked [`usable`], and `gather` is [`Gather::here`] or [`Gather::Words`]); `req`: per
+/// channel, bias with the input's zero point folded in.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
+    gather: Gather,
     ctx: &CpuCtx,
     quads: &Quads,
     req: &ReqArrays,
@@ -307,15 +351,14 @@ pub(crate) fn run(
     let last = rows.len() - (row_blocks - 1) * rp;
     let nq = quads.nq;
     let group_of = |nr| {
-        quads
-            .plans
-            .groups
-            .get(nr, || groups(g, &Padded::new(g, nq, nr), nr))
+        quads.plans.groups.get((nr, gather), || {
+            groups(g, &Padded::new(g, nq, nr), nr, gather)
+        })
     };
     let (full, tail) = (group_of(rp), group_of(last));
     // The permute fill when the blocks are few (their tables are cached per block).
     let fill_of = |r0: usize, nr: usize| {
-        (row_blocks <= 4).then(|| {
+        (row_blocks <= 4 && gather == Gather::Bytes).then(|| {
             quads
                 .plans
                 .fills
@@ -354,12 +397,27 @@ pub(crate) fn run(
                 // caller's slice, and a group writes positions `p0 .. p0 + n < nr·ow`.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    x86::channel(
-                        g, &pad, r0, plane, chunks, zx, grp, buf, quads, req, c, q, dst,
-                    )
+                    let a = x86::Channel {
+                        g,
+                        pad: &pad,
+                        r0,
+                        plane,
+                        chunks,
+                        zx,
+                        groups: grp,
+                        quads,
+                        req,
+                        c,
+                        q,
+                        dst,
+                    };
+                    match gather {
+                        Gather::Bytes => x86::channel_bytes(&a, buf),
+                        Gather::Words => x86::channel_words(&a, buf),
+                    }
                 };
                 #[cfg(not(target_arch = "x86_64"))]
-                let _ = (grp, dst, q, req, chunks, &buf, plane, zx);
+                let _ = (grp, dst, q, req, chunks, &buf, plane, zx, gather);
             }
         });
     });
@@ -373,30 +431,64 @@ mod x86 {
     use crate::ops::conv2d::cpu_f32::ConvGeom;
     use std::arch::x86_64::*;
 
-    /// One channel of a block: every group, requantised and stored.
+    /// One channel of a block.
+    pub(super) struct Channel<'a> {
+        pub g: &'a ConvGeom,
+        pub pad: &'a Padded,
+        /// The block's first output row.
+        pub r0: usize,
+        /// The channel's input plane.
+        pub plane: &'a [u8],
+        /// The permute fill's chunks ([`super::Gather::Bytes`] only), else a fill per row.
+        pub chunks: Option<&'a [super::FillChunk]>,
+        pub zx: u8,
+        pub groups: &'a [Group],
+        pub quads: &'a Quads,
+        pub req: &'a ReqArrays,
+        pub c: usize,
+        pub q: QOut,
+        /// The block's first output code of the channel.
+        pub dst: *mut u8,
+    }
+
+    /// [`channel`] with byte permutes.
+    ///
+    /// # Safety
+    /// See the call in [`super::run`]; the CPU has AVX-512 VBMI.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
+    pub(super) unsafe fn channel_bytes(a: &Channel<'_>, buf: &mut [u8]) {
+        channel::<false>(a, buf)
+    }
+
+    /// [`channel`] with word permutes and byte shuffles (no VBMI).
     ///
     /// # Safety
     /// See the call in [`super::run`].
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
-    pub(super) unsafe fn channel(
-        g: &ConvGeom,
-        pad: &Padded,
-        r0: usize,
-        plane: &[u8],
-        chunks: Option<&[super::FillChunk]>,
-        zx: u8,
-        groups: &[Group],
-        buf: &mut [u8],
-        quads: &Quads,
-        req: &ReqArrays,
-        c: usize,
-        q: QOut,
-        dst: *mut u8,
-    ) {
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn channel_words(a: &Channel<'_>, buf: &mut [u8]) {
+        channel::<true>(a, buf)
+    }
+
+    /// One channel of a block: the fill, every group, requantised and stored.
+    #[inline(always)]
+    unsafe fn channel<const WORDS: bool>(a: &Channel<'_>, buf: &mut [u8]) {
+        let Channel {
+            g,
+            pad,
+            r0,
+            plane,
+            chunks,
+            zx,
+            groups,
+            quads,
+            req,
+            c,
+            q,
+            dst,
+        } = *a;
         match chunks {
-            Some(ch) => fill_permute(buf, plane, pad, ch, zx),
-            None => fill(buf, plane, g, pad, r0, zx),
+            Some(ch) if !WORDS => fill_permute(buf, plane, pad, ch, zx),
+            _ => fill(buf, plane, g, pad, r0, zx),
         }
         let nq = quads.nq;
         let wq = &quads.w[c * g.kh * nq..(c + 1) * g.kh * nq];
@@ -410,11 +502,12 @@ mod x86 {
             kh: g.kh,
             nq,
         };
+        let (w, b, p) = (wq, bias, &pr);
         match (g.kh, nq, req.wide) {
-            (3, 1, false) => groups_of::<3, 1, false>(&k, groups, buf, wq, bias, &pr, dst),
-            (5, 2, false) => groups_of::<5, 2, false>(&k, groups, buf, wq, bias, &pr, dst),
-            (_, _, false) => groups_of::<0, 0, false>(&k, groups, buf, wq, bias, &pr, dst),
-            (_, _, true) => groups_of::<0, 0, true>(&k, groups, buf, wq, bias, &pr, dst),
+            (3, 1, false) => groups_of::<3, 1, false, WORDS>(&k, groups, buf, w, b, p, dst),
+            (5, 2, false) => groups_of::<5, 2, false, WORDS>(&k, groups, buf, w, b, p, dst),
+            (_, _, false) => groups_of::<0, 0, false, WORDS>(&k, groups, buf, w, b, p, dst),
+            (_, _, true) => groups_of::<0, 0, true, WORDS>(&k, groups, buf, w, b, p, dst),
         }
     }
 
@@ -517,7 +610,7 @@ mod x86 {
     /// The groups with the tap rows (`KH`) and quads per row (`NQ`) as constants when known
     /// (else 0: taken from `k`).
     #[inline(always)]
-    unsafe fn groups_of<const KH: usize, const NQ: usize, const WIDE: bool>(
+    unsafe fn groups_of<const KH: usize, const NQ: usize, const WIDE: bool, const WORDS: bool>(
         k: &Kernel,
         groups: &[Group],
         buf: &[u8],
@@ -535,7 +628,12 @@ mod x86 {
         }
         let base = buf.as_ptr();
         for grp in groups {
-            let idx = _mm512_loadu_si512(grp.idx.as_ptr() as *const _);
+            let idx = if WORDS {
+                _mm512_loadu_si512(grp.widx.as_ptr() as *const _)
+            } else {
+                _mm512_loadu_si512(grp.idx.as_ptr() as *const _)
+            };
+            let bidx = _mm512_loadu_si512(grp.bidx.as_ptr() as *const _);
             let mut acc = bias;
             let o = base.add(grp.off);
             for ky in 0..kh {
@@ -547,7 +645,18 @@ mod x86 {
                         _mm512_set1_epi32(wq[t])
                     };
                     let p = o.add(ky * k.rstep + qi * k.qstep);
-                    let v = if grp.two {
+                    let v = if WORDS {
+                        let w = if grp.two {
+                            _mm512_permutex2var_epi16(
+                                _mm512_loadu_si512(p as *const _),
+                                idx,
+                                _mm512_loadu_si512(p.add(64) as *const _),
+                            )
+                        } else {
+                            _mm512_permutexvar_epi16(idx, _mm512_loadu_si512(p as *const _))
+                        };
+                        _mm512_shuffle_epi8(w, bidx)
+                    } else if grp.two {
                         _mm512_permutex2var_epi8(
                             _mm512_loadu_si512(p as *const _),
                             idx,
@@ -573,6 +682,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::{ChannelRequant, Multiplier, QParams};
 
     fn geom(h: usize, w: usize, k: usize, s: usize, d: usize, p: usize) -> ConvGeom {
         let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
@@ -611,9 +721,12 @@ mod tests {
         ] {
             let g = geom(h, w, k, s, d, k / 2 * d);
             let nq = k.div_ceil(4);
-            for nr in [1, 2, g.oh] {
+            for (nr, gather) in [1, 2, g.oh]
+                .into_iter()
+                .flat_map(|nr| [(nr, Gather::Bytes), (nr, Gather::Words)])
+            {
                 let pad = Padded::new(&g, nq, nr);
-                let gs = groups(&g, &pad, nr);
+                let gs = groups(&g, &pad, nr, gather);
                 let mut next = 0;
                 for gr in &gs {
                     assert_eq!(gr.p0, next, "{h}x{w} k{k} s{s}: positions in order");
@@ -627,6 +740,15 @@ mod tests {
                             assert!(i < if gr.two { 128 } else { 64 });
                             // The byte is padded row `oy·sh`, column `ox·sw + k4·dw`.
                             assert_eq!(gr.off + i, oy * g.sh * pad.wpad + ox * g.sw + k4 * g.dw);
+                            if gather == Gather::Words {
+                                // The word permute then the byte shuffle find the same byte.
+                                let b = usize::from(gr.bidx[4 * j + k4]);
+                                assert!(b < 16, "byte {b} outside its 128-bit block");
+                                let wi = 8 * (j / 4) + b / 2;
+                                let word = usize::from(gr.widx[2 * wi]);
+                                assert!(word < if gr.two { 64 } else { 32 });
+                                assert_eq!(2 * word + b % 2, i, "{h}x{w} k{k} s{s} lane {j}");
+                            }
                         }
                     }
                     // The last tap row's last window ends inside the buffer.
@@ -685,6 +807,107 @@ mod tests {
             }
         }
         assert!(seen >= 15, "only {seen} blocks had permute fills");
+    }
+
+    /// `(c, h, w, k, s, dilation, pad, ratio)`: a depthwise layer the tests run.
+    type Layer = (usize, usize, usize, usize, usize, usize, usize, f64);
+    const LAYERS: &[Layer] = &[
+        (24, 7, 7, 3, 1, 1, 1, 0.002),
+        (40, 14, 14, 5, 2, 1, 2, 0.004),
+        (5, 28, 28, 3, 1, 1, 1, 0.003),
+        (3, 9, 30, 3, 1, 4, 4, 0.7),
+        (17, 56, 56, 3, 2, 1, 0, 0.01),
+        (2, 5, 3, 7, 1, 1, 3, 3.0),
+        // Rows of 4 positions 20 bytes apart: 16 positions span two 64-byte tables.
+        (6, 8, 8, 3, 2, 1, 1, 0.01),
+    ];
+
+    #[test]
+    fn every_gather_computes_the_integer_formula() {
+        let Some(here) = Gather::here() else {
+            eprintln!("no AVX-512 VNNI here: the kernel is not used");
+            return;
+        };
+        // Both gathers where VBMI is present; the word gather alone where it is not.
+        let gathers = if here == Gather::Bytes {
+            vec![Gather::Bytes, Gather::Words]
+        } else {
+            vec![Gather::Words]
+        };
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for &(c, h, w, k, s, d, p, ratio) in LAYERS {
+            let mut g = geom(h, w, k, s, d, p);
+            (g.n, g.cin, g.cout, g.groups, g.cout_g) = (1, c, c, c, 1);
+            let x: Vec<u8> = (0..c * h * w).map(|_| next(256) as u8).collect();
+            let zx = next(256) as u8;
+            let wts: Vec<i8> = (0..c * k * k).map(|_| next(255) as i8 - 127 + 1).collect();
+            let reqs: Vec<ChannelRequant> = (0..c)
+                .map(|_| ChannelRequant {
+                    mult: Multiplier::new(ratio * (0.5 + next(1000) as f64 / 1000.0)),
+                    bias: next(20_000) as i32 - 10_000,
+                })
+                .collect();
+            let q = QOut {
+                zp: next(256) as i32,
+                lo: 3,
+                hi: 250,
+            };
+            // The formula: sums of raw codes, padding at the input's zero point.
+            let mut want = vec![0u8; c * g.oh * g.ow];
+            for ch in 0..c {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let mut acc = 0i32;
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy * s + ky * d) as isize - p as isize;
+                                let ix = (ox * s + kx * d) as isize - p as isize;
+                                let inside =
+                                    (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix);
+                                let v = if inside {
+                                    x[ch * h * w + iy as usize * w + ix as usize]
+                                } else {
+                                    zx
+                                };
+                                acc += i32::from(wts[(ch * k + ky) * k + kx]) * i32::from(v);
+                            }
+                        }
+                        let r = reqs[ch];
+                        want[(ch * g.oh + oy) * g.ow + ox] =
+                            r.mult.to_code(acc + r.bias, q.zp, q.lo, q.hi);
+                    }
+                }
+            }
+            let quads = Quads::new(&wts, c, k, k);
+            let req = ReqArrays::new(&reqs, c);
+            let xq = QParams {
+                scale: 0.1,
+                zero_point: zx,
+            };
+            let xt = QTensor::from_vec(&[1, c, h, w], x.clone(), xq).expect("sized");
+            for &gather in &gathers {
+                for threads in [1, 3] {
+                    let b = crate::backend::cpu::CpuBackend::new(threads).expect("pool");
+                    let mut y = QTensor::zeros(&[1, c, g.oh, g.ow], xq);
+                    {
+                        let sh = y.shared();
+                        let whole = Slice::whole(&[1, c, g.oh, g.ow]);
+                        run(gather, b.ctx(), &quads, &req, &g, q, &xt, &sh, &whole);
+                    }
+                    let bad = y.data().iter().zip(&want).filter(|(a, b)| a != b).count();
+                    assert_eq!(
+                        bad, 0,
+                        "{gather:?}, {threads} threads: {c}x{h}x{w} k{k} s{s} d{d} p{p}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
