@@ -60,6 +60,13 @@ pub(crate) fn prepare(
     }
 }
 
+/// Output codes per worker below which the channels-in-lanes kernel runs even where the VNNI
+/// kernel could. Measured on the GPU host (16 Xeon cores, word gather), `q8_layer_bench 16
+/// dw`: the VNNI kernel was 1.6–1.8× slower on 512 × 14² and 1152 × 7² (3.5–6 K outputs per
+/// worker), even at 240 × 28² (12 K), faster from 144 × 56² (28 K); at 1 and 2 threads it is
+/// 1.3–2× faster on every layer. Why it loses on small shares is not understood.
+const VNNI_MIN_OUTPUTS_PER_THREAD: usize = 12 * 1024;
+
 /// True when [`run`] takes the AVX-512 VNNI kernel ([`vnni`]) for this layer with `isa`.
 pub(crate) fn runs_vnni(isa: QIsa, g: &ConvGeom) -> bool {
     isa == QIsa::Avx512Vnni && vnni::usable(g)
@@ -76,7 +83,9 @@ pub(crate) fn run(
     out: &SharedQTensor<'_>,
     slice: &Slice,
 ) -> Result<()> {
-    if let Some(gather) = vnni::Gather::here().filter(|_| runs_vnni(isa, g)) {
+    let per_thread = g.n * slice.channels.len() * slice.rows.len() * g.ow / ctx.threads().max(1);
+    let gather = vnni::Gather::here().filter(|_| runs_vnni(isa, g));
+    if let Some(gather) = gather.filter(|_| per_thread >= VNNI_MIN_OUTPUTS_PER_THREAD) {
         vnni::run(gather, ctx, &p.quads, &p.req, g, q, x, out, slice);
         return Ok(());
     }
