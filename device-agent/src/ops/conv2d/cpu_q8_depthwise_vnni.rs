@@ -592,6 +592,29 @@ mod x86 {
         (a, b)
     }
 
+    /// The quads of a group at window `p` (64 bytes, or 128 when `two`): one byte permute, or
+    /// a word permute then a byte shuffle within 128-bit blocks ([`super::Gather`]).
+    #[inline(always)]
+    unsafe fn quads<const WORDS: bool>(
+        p: *const u8,
+        two: bool,
+        idx: __m512i,
+        bidx: __m512i,
+    ) -> __m512i {
+        let lo = _mm512_loadu_si512(p as *const _);
+        match (WORDS, two) {
+            (false, false) => _mm512_permutexvar_epi8(idx, lo),
+            (false, true) => {
+                _mm512_permutex2var_epi8(lo, idx, _mm512_loadu_si512(p.add(64) as *const _))
+            }
+            (true, false) => _mm512_shuffle_epi8(_mm512_permutexvar_epi16(idx, lo), bidx),
+            (true, true) => _mm512_shuffle_epi8(
+                _mm512_permutex2var_epi16(lo, idx, _mm512_loadu_si512(p.add(64) as *const _)),
+                bidx,
+            ),
+        }
+    }
+
     /// The first `n` of 64 bits (all when `n >= 64`).
     #[inline(always)]
     fn mask64(n: usize) -> u64 {
@@ -650,27 +673,7 @@ mod x86 {
                         _mm512_set1_epi32(wq[t])
                     };
                     let p = o.add(ky * k.rstep + qi * k.qstep);
-                    let v = if WORDS {
-                        let w = if grp.two {
-                            _mm512_permutex2var_epi16(
-                                _mm512_loadu_si512(p as *const _),
-                                idx,
-                                _mm512_loadu_si512(p.add(64) as *const _),
-                            )
-                        } else {
-                            _mm512_permutexvar_epi16(idx, _mm512_loadu_si512(p as *const _))
-                        };
-                        _mm512_shuffle_epi8(w, bidx)
-                    } else if grp.two {
-                        _mm512_permutex2var_epi8(
-                            _mm512_loadu_si512(p as *const _),
-                            idx,
-                            _mm512_loadu_si512(p.add(64) as *const _),
-                        )
-                    } else {
-                        _mm512_permutexvar_epi8(idx, _mm512_loadu_si512(p as *const _))
-                    };
-                    acc = _mm512_dpbusd_epi32(acc, v, wv);
+                    acc = _mm512_dpbusd_epi32(acc, quads::<WORDS>(p, grp.two, idx, bidx), wv);
                 }
             }
             let r = <Avx512VnniQ as QDot>::requant::<WIDE>(acc, pr);
