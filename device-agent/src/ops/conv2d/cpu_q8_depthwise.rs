@@ -67,9 +67,9 @@ pub(crate) fn prepare(
 /// 1.3–2× faster on every layer. Why it loses on small shares is not understood.
 const VNNI_MIN_OUTPUTS_PER_THREAD: usize = 12 * 1024;
 
-/// True when [`run`] takes the AVX-512 VNNI kernel ([`vnni`]) for this layer with `isa`.
-pub(crate) fn runs_vnni(isa: QIsa, g: &ConvGeom) -> bool {
-    isa == QIsa::Avx512Vnni && vnni::usable(g)
+/// The gather of the AVX-512 VNNI kernel ([`vnni`]) when it can run this layer with `isa`.
+fn vnni_gather(isa: QIsa, g: &ConvGeom) -> Option<vnni::Gather> {
+    vnni::Gather::here().filter(|_| isa == QIsa::Avx512Vnni && vnni::handles(g))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -84,8 +84,8 @@ pub(crate) fn run(
     slice: &Slice,
 ) -> Result<()> {
     let per_thread = g.n * slice.channels.len() * slice.rows.len() * g.ow / ctx.threads().max(1);
-    let gather = vnni::Gather::here().filter(|_| runs_vnni(isa, g));
-    if let Some(gather) = gather.filter(|_| per_thread >= VNNI_MIN_OUTPUTS_PER_THREAD) {
+    if let Some(gather) = vnni_gather(isa, g).filter(|_| per_thread >= VNNI_MIN_OUTPUTS_PER_THREAD)
+    {
         vnni::run(gather, ctx, &p.quads, &p.req, g, q, x, out, slice);
         return Ok(());
     }

@@ -20,7 +20,7 @@
 //! **Exactness**: `vpdpbusd` (the non-saturating form) adds four u8 × i8 products, each below
 //! 2^15, into 32 bits, so the sums are the integer reference's; requantisation is the shared
 //! [`crate::quant::Multiplier`] rounding.
-// Elsewhere than x86-64 only the weights are prepared (`usable` is false).
+// Elsewhere than x86-64 only the weights are prepared (`Gather::here` is `None`).
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 use super::cpu_f32::ConvGeom;
 use crate::backend::cpu::gemm_q8::QOut;
@@ -100,10 +100,10 @@ impl Gather {
     }
 }
 
-/// True when this kernel runs here (see [`Gather::here`]) and handles the geometry: a
-/// horizontal dilation that keeps one position's quad inside a 16-byte block.
-pub(crate) fn usable(g: &ConvGeom) -> bool {
-    g.dw >= 1 && 3 * g.dw < 16 && g.sw >= 1 && Gather::here().is_some()
+/// True when the kernel handles the geometry: a horizontal dilation that keeps one position's
+/// quad inside a 16-byte block (whether it runs here is [`Gather::here`]).
+pub(crate) fn handles(g: &ConvGeom) -> bool {
+    g.dw >= 1 && 3 * g.dw < 16 && g.sw >= 1
 }
 
 /// The padded input rows of a block of `nr` output rows: `rows` rows of `wpad` bytes, the
@@ -308,7 +308,7 @@ impl<K: PartialEq + Copy, V> Memo<K, V> {
 }
 
 /// Computes `slice` of the depthwise convolution of `x` into `out` with `gather` (the caller
-/// checked [`usable`], and `gather` is [`Gather::here`] or [`Gather::Words`]); `req`: per
+/// checked [`handles`], and `gather` is [`Gather::here`] or [`Gather::Words`]); `req`: per
 /// channel, bias with the input's zero point folded in.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
@@ -327,7 +327,8 @@ pub(crate) fn run(
         return;
     }
     assert!(
-        chans.end <= g.cout
+        handles(g)
+            && chans.end <= g.cout
             && rows.end <= g.oh
             && x.len() >= g.n * g.cin * g.h * g.w
             && out.len() >= g.n * g.cout * g.oh * g.ow
@@ -357,14 +358,20 @@ pub(crate) fn run(
     };
     let (full, tail) = (group_of(rp), group_of(last));
     // The permute fill when the blocks are few (their tables are cached per block).
-    let fill_of = |r0: usize, nr: usize| {
-        (row_blocks <= 4 && gather == Gather::Bytes).then(|| {
-            quads
-                .plans
-                .fills
-                .get((r0, nr), || fill_chunks(g, &Padded::new(g, nq, nr), r0))
+    // The permute fill's chunks of each block, looked up once per call (not per task: the
+    // cache's lock would be taken by every worker), when the blocks are few.
+    let fills: Vec<Option<Arc<Option<Vec<FillChunk>>>>> = (0..row_blocks)
+        .map(|rb| {
+            let r0 = rows.start + rb * rp;
+            let nr = if rb + 1 == row_blocks { last } else { rp };
+            (row_blocks <= 4 && gather == Gather::Bytes).then(|| {
+                quads
+                    .plans
+                    .fills
+                    .get((r0, nr), || fill_chunks(g, &Padded::new(g, nq, nr), r0))
+            })
         })
-    };
+        .collect();
     // About `target` tasks in all: a task of one small channel is shorter than claiming it
     // costs when 16 workers contend for the counter (7×7 planes at 16 threads ran 2–3×
     // slower with a task per channel).
@@ -383,8 +390,7 @@ pub(crate) fn run(
         let nr = if rb + 1 == row_blocks { last } else { rp };
         let grp = if rb + 1 == row_blocks { &tail } else { &full };
         let pad = Padded::new(g, quads.nq, nr);
-        let chunks = fill_of(r0, nr);
-        let chunks = chunks.as_ref().and_then(|c| c.as_deref());
+        let chunks = fills[rb].as_ref().and_then(|c| c.as_deref());
         crate::backend::cpu::buf::with_scratch(pad.bytes().div_ceil(4), |s| {
             // SAFETY: any bytes are valid u8, and the f32 scratch holds `4·len` bytes.
             let buf =
@@ -394,7 +400,7 @@ pub(crate) fn run(
                 let plane = &x.data()[(b * g.cin + c) * hw..(b * g.cin + c + 1) * hw];
                 let dst =
                     (out_ptr as *mut u8).wrapping_add((b * g.cout + c) * g.oh * g.ow + r0 * g.ow);
-                // SAFETY: the features were checked (`usable`); `buf` holds the padded rows
+                // SAFETY: the features were checked (`Gather::here`); `buf` holds the padded rows
                 // and their slack (every window of every group lies inside, see `Padded`),
                 // and `plane` the channel's input plane;
                 // the weights and requantisation hold channel `c` (asserted); `dst` is
@@ -779,7 +785,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_permute_fill_copies_rows_and_padding_as_the_row_fill() {
-        if !usable(&geom(7, 7, 3, 1, 1, 1)) {
+        if Gather::here() != Some(Gather::Bytes) {
             eprintln!("no AVX-512 VBMI + VNNI here: the permute fill is not used");
             return;
         }
