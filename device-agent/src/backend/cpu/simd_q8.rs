@@ -72,9 +72,10 @@ pub trait QDot: Copy + 'static {
     /// Requantisation operands of channels `m .. m + LANES`, one per lane.
     unsafe fn req_lanes(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<Self::V>;
     /// Requantises each lane: `clamp(zp + ((clamp(acc + bias, −bound, bound)·m0 +
-    /// 2^(shift−1)) >> shift), lo, hi)` (see [`crate::quant::Multiplier`]). `WIDE = false`
-    /// needs every lane's multiplier below 0.5 (`shift >= 32`, no clamp needed): the shifted
-    /// product is then the high half of the 64-bit sum, shifted by `shift − 32` in 32 bits.
+    /// 2^(shift−1)) >> shift), lo, hi)` (see [`crate::quant::Multiplier`]). `WIDE` must be
+    /// the arrays' [`ReqArrays::wide`]. `WIDE = false`: every multiplier is narrow (`shift =
+    /// 32`, no clamp needed), and the result is the high half of `acc·m0 + nar`, with
+    /// [`ReqVecs::nar_e`]'s constant holding the bias, the rounding and the zero point.
     unsafe fn requant<const WIDE: bool>(acc: Self::V, p: &ReqVecs<Self::V>) -> Self::V;
     /// Stores the low byte of the first `n <= LANES` lanes (values already in `0..=255`).
     unsafe fn store_codes(p: *mut u8, v: Self::V, n: usize);
@@ -92,14 +93,16 @@ pub struct ReqVecs<V> {
     pub m0: V,
     /// `m0` of the odd lanes, moved to the even positions.
     pub m0_odd: V,
-    /// `2^(shift − 1)` in 64-bit lanes, for the even and the odd 32-bit lanes.
+    /// `2^(shift − 1)` in 64-bit lanes, for the even and the odd 32-bit lanes (wide path).
     pub rnd_e: V,
     pub rnd_o: V,
     /// `shift` in 64-bit lanes, even and odd (wide path).
     pub sh_e: V,
     pub sh_o: V,
-    /// `shift − 32` per 32-bit lane (narrow path).
-    pub rsh: V,
+    /// Narrow path: `bias·m0 + 2^31 + zp·2^32` in 64-bit lanes, for the even and the odd
+    /// 32-bit lanes, so that the code is the high half of `acc·m0 + nar` (then clamped).
+    pub nar_e: V,
+    pub nar_o: V,
     pub zp: V,
     pub lo: V,
     pub hi: V,
@@ -115,8 +118,8 @@ pub struct ReqArrays {
     pub shift: Vec<i32>,
     /// `2^(shift − 1)`.
     pub rnd: Vec<i64>,
-    /// `shift − 32` (used only when not `wide`).
-    pub rsh: Vec<i32>,
+    /// Some multiplier is wide (then the kernels take the general path for all); otherwise
+    /// every one is narrow, `shift = 32`.
     pub wide: bool,
 }
 
@@ -135,11 +138,18 @@ impl ReqArrays {
             bound: col(&|r| r.mult.acc_bound(), i32::MAX),
             m0: col(&|r| r.mult.m0, 0),
             rnd: shift.iter().map(|&s| 1i64 << (s - 1)).collect(),
-            rsh: shift.iter().map(|&s| (s - 32).max(0)).collect(),
             shift,
-            wide: req.iter().any(|r| r.mult.shift < 32),
+            wide: req.iter().any(|r| !r.mult.is_narrow()),
         }
     }
+}
+
+/// The narrow path's 64-bit constant `bias·m0 + 2^31 + zp·2^32`: with it, the high half of
+/// `acc·m0 + constant` is `zp + (((acc + bias)·m0 + 2^31) >> 32)` exactly, since adding
+/// `zp·2^32` adds `zp` to a floor division by `2^32`; every term stays far inside 63 bits.
+#[inline(always)]
+pub fn narrow_constant(bias: i32, m0: i32, zp: i32) -> i64 {
+    i64::from(bias) * i64::from(m0) + (1i64 << 31) + (i64::from(zp) << 32)
 }
 
 /// The output's zero point and the clamp of the fused activation, in codes.
@@ -414,7 +424,8 @@ impl QDot for ScalarQ {
             rnd_o: 0,
             sh_e: a.shift[m],
             sh_o: 0,
-            rsh: 0,
+            nar_e: 0,
+            nar_o: 0,
             zp: q.zp,
             lo: q.lo,
             hi: q.hi,
@@ -447,7 +458,7 @@ pub use x86::{Avx2Q, Avx512BwQ, Avx512VnniQ, AvxVnniQ};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{QDot, QFn, QOut, QTileFn, ReqArrays, ReqVecs};
+    use super::{narrow_constant, QDot, QFn, QOut, QTileFn, ReqArrays, ReqVecs};
     use crate::backend::cpu::simd;
     use std::arch::x86_64::*;
 
@@ -474,31 +485,33 @@ mod x86 {
     /// AVX2 requantisation of 8 lanes (shared by the two 256-bit variants).
     #[inline(always)]
     unsafe fn requant256<const WIDE: bool>(acc: __m256i, p: &ReqVecs<__m256i>) -> __m256i {
-        let mut a = _mm256_add_epi32(acc, p.bias);
-        if WIDE {
-            let neg = _mm256_sub_epi32(_mm256_setzero_si256(), p.bound);
-            a = _mm256_min_epi32(_mm256_max_epi32(a, neg), p.bound);
-        }
-        // Lanes 0, 2, 4, 6 ("even") and 1, 3, 5, 7 ("odd") as 64-bit products, rounded.
-        let pe = _mm256_add_epi64(_mm256_mul_epi32(a, p.m0), p.rnd_e);
-        let po = _mm256_add_epi64(
-            _mm256_mul_epi32(_mm256_shuffle_epi32::<0xF5>(a), p.m0_odd),
-            p.rnd_o,
-        );
         let r = if WIDE {
+            let a = _mm256_add_epi32(acc, p.bias);
+            let neg = _mm256_sub_epi32(_mm256_setzero_si256(), p.bound);
+            let a = _mm256_min_epi32(_mm256_max_epi32(a, neg), p.bound);
+            // Lanes 0, 2, 4, 6 ("even") and 1, 3, 5, 7 ("odd") as 64-bit products, rounded.
+            let pe = _mm256_add_epi64(_mm256_mul_epi32(a, p.m0), p.rnd_e);
+            let po = _mm256_add_epi64(
+                _mm256_mul_epi32(_mm256_shuffle_epi32::<0xF5>(a), p.m0_odd),
+                p.rnd_o,
+            );
             // Arithmetic 64-bit shifts (AVX2 has only logical ones): flip negatives around.
             let zero = _mm256_setzero_si256();
             let se = _mm256_cmpgt_epi64(zero, pe);
             let so = _mm256_cmpgt_epi64(zero, po);
             let re = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(pe, se), p.sh_e), se);
             let ro = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(po, so), p.sh_o), so);
-            _mm256_blend_epi32::<0b1010_1010>(re, _mm256_slli_epi64::<32>(ro))
+            let r = _mm256_blend_epi32::<0b1010_1010>(re, _mm256_slli_epi64::<32>(ro));
+            _mm256_add_epi32(r, p.zp)
         } else {
-            // shift >= 32: the high halves, then the rest of the shift in 32 bits.
-            let hi = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(pe), po);
-            _mm256_srav_epi32(hi, p.rsh)
+            // The high halves of acc·m0 + (bias·m0 + 2^31 + zp·2^32).
+            let pe = _mm256_add_epi64(_mm256_mul_epi32(acc, p.m0), p.nar_e);
+            let po = _mm256_add_epi64(
+                _mm256_mul_epi32(_mm256_shuffle_epi32::<0xF5>(acc), p.m0_odd),
+                p.nar_o,
+            );
+            _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(pe), po)
         };
-        let r = _mm256_add_epi32(r, p.zp);
         _mm256_min_epi32(_mm256_max_epi32(r, p.lo), p.hi)
     }
 
@@ -506,6 +519,7 @@ mod x86 {
     unsafe fn req_row256(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<__m256i> {
         let m0 = _mm256_set1_epi32(a.m0[m]);
         let rnd = _mm256_set1_epi64x(a.rnd[m]);
+        let nar = _mm256_set1_epi64x(narrow_constant(a.bias[m], a.m0[m], q.zp));
         let sh = _mm256_set1_epi64x(i64::from(a.shift[m]));
         ReqVecs {
             bias: _mm256_set1_epi32(a.bias[m]),
@@ -516,7 +530,8 @@ mod x86 {
             rnd_o: rnd,
             sh_e: sh,
             sh_o: sh,
-            rsh: _mm256_set1_epi32(a.rsh[m]),
+            nar_e: nar,
+            nar_o: nar,
             zp: _mm256_set1_epi32(q.zp),
             lo: _mm256_set1_epi32(q.lo),
             hi: _mm256_set1_epi32(q.hi),
@@ -531,16 +546,23 @@ mod x86 {
         let one = _mm256_set1_epi64x(1);
         let sh_e = _mm256_and_si256(shift, _mm256_set1_epi64x(0xFFFF_FFFF));
         let sh_o = _mm256_srli_epi64::<32>(shift);
+        let bias = ld(&a.bias);
+        let m0_odd = _mm256_shuffle_epi32::<0xF5>(m0);
+        let k = _mm256_set1_epi64x(narrow_constant(0, 0, q.zp));
         ReqVecs {
-            bias: ld(&a.bias),
+            bias,
             bound: ld(&a.bound),
             m0,
-            m0_odd: _mm256_shuffle_epi32::<0xF5>(m0),
+            m0_odd,
+            nar_e: _mm256_add_epi64(_mm256_mul_epi32(bias, m0), k),
+            nar_o: _mm256_add_epi64(
+                _mm256_mul_epi32(_mm256_shuffle_epi32::<0xF5>(bias), m0_odd),
+                k,
+            ),
             rnd_e: _mm256_sllv_epi64(one, _mm256_sub_epi64(sh_e, one)),
             rnd_o: _mm256_sllv_epi64(one, _mm256_sub_epi64(sh_o, one)),
             sh_e,
             sh_o,
-            rsh: ld(&a.rsh),
             zp: _mm256_set1_epi32(q.zp),
             lo: _mm256_set1_epi32(q.lo),
             hi: _mm256_set1_epi32(q.hi),
@@ -671,25 +693,28 @@ mod x86 {
     /// AVX-512 requantisation of 16 lanes.
     #[inline(always)]
     unsafe fn requant512<const WIDE: bool>(acc: __m512i, p: &ReqVecs<__m512i>) -> __m512i {
-        let mut a = _mm512_add_epi32(acc, p.bias);
-        if WIDE {
-            let neg = _mm512_sub_epi32(_mm512_setzero_si512(), p.bound);
-            a = _mm512_min_epi32(_mm512_max_epi32(a, neg), p.bound);
-        }
-        let pe = _mm512_add_epi64(_mm512_mul_epi32(a, p.m0), p.rnd_e);
-        let po = _mm512_add_epi64(
-            _mm512_mul_epi32(_mm512_shuffle_epi32::<0xF5>(a), p.m0_odd),
-            p.rnd_o,
-        );
         let r = if WIDE {
+            let a = _mm512_add_epi32(acc, p.bias);
+            let neg = _mm512_sub_epi32(_mm512_setzero_si512(), p.bound);
+            let a = _mm512_min_epi32(_mm512_max_epi32(a, neg), p.bound);
+            let pe = _mm512_add_epi64(_mm512_mul_epi32(a, p.m0), p.rnd_e);
+            let po = _mm512_add_epi64(
+                _mm512_mul_epi32(_mm512_shuffle_epi32::<0xF5>(a), p.m0_odd),
+                p.rnd_o,
+            );
             let re = _mm512_srav_epi64(pe, p.sh_e);
             let ro = _mm512_srav_epi64(po, p.sh_o);
-            _mm512_mask_blend_epi32(0xAAAA, re, _mm512_slli_epi64::<32>(ro))
+            let r = _mm512_mask_blend_epi32(0xAAAA, re, _mm512_slli_epi64::<32>(ro));
+            _mm512_add_epi32(r, p.zp)
         } else {
-            let hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(pe), po);
-            _mm512_srav_epi32(hi, p.rsh)
+            // The high halves of acc·m0 + (bias·m0 + 2^31 + zp·2^32).
+            let pe = _mm512_add_epi64(_mm512_mul_epi32(acc, p.m0), p.nar_e);
+            let po = _mm512_add_epi64(
+                _mm512_mul_epi32(_mm512_shuffle_epi32::<0xF5>(acc), p.m0_odd),
+                p.nar_o,
+            );
+            _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64::<32>(pe), po)
         };
-        let r = _mm512_add_epi32(r, p.zp);
         _mm512_min_epi32(_mm512_max_epi32(r, p.lo), p.hi)
     }
 
@@ -697,6 +722,7 @@ mod x86 {
     unsafe fn req_row512(a: &ReqArrays, m: usize, q: QOut) -> ReqVecs<__m512i> {
         let m0 = _mm512_set1_epi32(a.m0[m]);
         let rnd = _mm512_set1_epi64(a.rnd[m]);
+        let nar = _mm512_set1_epi64(narrow_constant(a.bias[m], a.m0[m], q.zp));
         let sh = _mm512_set1_epi64(i64::from(a.shift[m]));
         ReqVecs {
             bias: _mm512_set1_epi32(a.bias[m]),
@@ -707,7 +733,8 @@ mod x86 {
             rnd_o: rnd,
             sh_e: sh,
             sh_o: sh,
-            rsh: _mm512_set1_epi32(a.rsh[m]),
+            nar_e: nar,
+            nar_o: nar,
             zp: _mm512_set1_epi32(q.zp),
             lo: _mm512_set1_epi32(q.lo),
             hi: _mm512_set1_epi32(q.hi),
@@ -722,16 +749,23 @@ mod x86 {
         let one = _mm512_set1_epi64(1);
         let sh_e = _mm512_and_si512(shift, _mm512_set1_epi64(0xFFFF_FFFF));
         let sh_o = _mm512_srli_epi64::<32>(shift);
+        let bias = ld(&a.bias);
+        let m0_odd = _mm512_shuffle_epi32::<0xF5>(m0);
+        let k = _mm512_set1_epi64(narrow_constant(0, 0, q.zp));
         ReqVecs {
-            bias: ld(&a.bias),
+            bias,
             bound: ld(&a.bound),
             m0,
-            m0_odd: _mm512_shuffle_epi32::<0xF5>(m0),
+            m0_odd,
+            nar_e: _mm512_add_epi64(_mm512_mul_epi32(bias, m0), k),
+            nar_o: _mm512_add_epi64(
+                _mm512_mul_epi32(_mm512_shuffle_epi32::<0xF5>(bias), m0_odd),
+                k,
+            ),
             rnd_e: _mm512_sllv_epi64(one, _mm512_sub_epi64(sh_e, one)),
             rnd_o: _mm512_sllv_epi64(one, _mm512_sub_epi64(sh_o, one)),
             sh_e,
             sh_o,
-            rsh: ld(&a.rsh),
             zp: _mm512_set1_epi32(q.zp),
             lo: _mm512_set1_epi32(q.lo),
             hi: _mm512_set1_epi32(q.hi),
@@ -921,7 +955,8 @@ mod arm {
                 rnd_o: rnd,
                 sh_e: sh,
                 sh_o: sh,
-                rsh: vdupq_n_s32(0),
+                nar_e: vdupq_n_s32(0),
+                nar_o: vdupq_n_s32(0),
                 zp: vdupq_n_s32(q.zp),
                 lo: vdupq_n_s32(q.lo),
                 hi: vdupq_n_s32(q.hi),
@@ -940,7 +975,8 @@ mod arm {
                 rnd_o: pair_i64(a.rnd[m + 2], a.rnd[m + 3]),
                 sh_e: pair_i64(sh(0), sh(1)),
                 sh_o: pair_i64(sh(2), sh(3)),
-                rsh: vdupq_n_s32(0),
+                nar_e: vdupq_n_s32(0),
+                nar_o: vdupq_n_s32(0),
                 zp: vdupq_n_s32(q.zp),
                 lo: vdupq_n_s32(q.lo),
                 hi: vdupq_n_s32(q.hi),

@@ -504,9 +504,13 @@ mod x86 {
         let nq = quads.nq;
         let wq = &quads.w[c * g.kh * nq..(c + 1) * g.kh * nq];
         let mut pr = <Avx512VnniQ as QDot>::req_row(req, c, q);
-        // The bias starts the sums instead of being added to them.
-        let bias = pr.bias;
-        pr.bias = _mm512_setzero_si512();
+        // Narrow requantisation adds the bias with the product's constant; the wide one
+        // would add it to the sums, so there it starts them instead.
+        let bias = if req.wide {
+            std::mem::replace(&mut pr.bias, _mm512_setzero_si512())
+        } else {
+            _mm512_setzero_si512()
+        };
         let k = Kernel {
             rstep: g.dh * pad.wpad,
             qstep: 4 * g.dw,
