@@ -580,7 +580,6 @@ unsafe fn store_wb<D: QDot, const NV: usize>(
     out: QOutView,
     q: QOut,
 ) {
-    let l = D::LANES;
     for (r, acc_r) in acc.iter().enumerate() {
         let mrow = m_first + r;
         if mrow < rows.0 || mrow >= rows.1 {
@@ -588,12 +587,10 @@ unsafe fn store_wb<D: QDot, const NV: usize>(
         }
         let pr = D::req_row(&w.req, mrow, q);
         let base = out.ptr.add(mrow * out.sm + col0);
-        for (v, &x) in acc_r.iter().enumerate() {
-            if v * l >= ncols {
-                break;
-            }
-            let r = requant::<D>(x, &pr, w.req.wide);
-            D::store_codes(base.add(v * l), r, (ncols - v * l).min(l));
+        if w.req.wide {
+            D::requant_store::<true, NV>(base, acc_r, &pr, ncols);
+        } else {
+            D::requant_store::<false, NV>(base, acc_r, &pr, ncols);
         }
     }
 }
@@ -674,12 +671,18 @@ unsafe fn store_ab<D: QDot, const NV: usize>(
             continue;
         }
         if planar {
-            for (r, acc_r) in acc.iter().enumerate() {
-                D::store_codes(
-                    codes.as_mut_ptr().add(r * l),
-                    requant::<D>(acc_r[v], &pr, w.req.wide),
-                    l,
-                );
+            // Row r's codes at r·LANES, four rows per store.
+            for (c, rows) in acc.chunks(4).enumerate() {
+                let mut x = [D::zero(); 4];
+                for (xi, row) in x.iter_mut().zip(rows) {
+                    *xi = row[v];
+                }
+                let (dst, n) = (codes.as_mut_ptr().add(c * 4 * l), rows.len() * l);
+                if w.req.wide {
+                    D::requant_store::<true, 4>(dst, &x, &pr, n);
+                } else {
+                    D::requant_store::<false, 4>(dst, &x, &pr, n);
+                }
             }
             transpose_codes(
                 &codes[lo - m_first - v * l..],
@@ -797,14 +800,16 @@ mod tests {
                             sm: n,
                             sn: 1,
                         };
-                        // Two slices of channels, the second split by pixels.
+                        // Two slices of channels, the second split by pixels. Each later
+                        // slice ends where an earlier one begins, so a store past a
+                        // slice's end is caught.
                         let mc = m / 2;
                         let nc = n / 3;
                         // SAFETY: the ranges lie inside the m × n output, which we own.
                         unsafe {
-                            gemm_q8(&ctx, &pw, &src, 0..mc, 0..n, view, q);
-                            gemm_q8(&ctx, &pw, &src, mc..m, 0..nc, view, q);
                             gemm_q8(&ctx, &pw, &src, mc..m, nc..n, view, q);
+                            gemm_q8(&ctx, &pw, &src, mc..m, 0..nc, view, q);
+                            gemm_q8(&ctx, &pw, &src, 0..mc, 0..n, view, q);
                         }
                         assert_eq!(got, want, "{m}×{k}×{n} on {} {o:?} × {threads}", qi.name());
                     }
