@@ -665,34 +665,81 @@ mod x86 {
             *v = _mm512_set1_epi32(wq[i]);
         }
         let base = buf.as_ptr();
-        for grp in groups {
-            let idx = if WORDS {
-                _mm512_loadu_si512(grp.widx.as_ptr() as *const _)
-            } else {
-                _mm512_loadu_si512(grp.idx.as_ptr() as *const _)
+        macro_rules! sums {
+            ($grp:expr) => {
+                group_sums::<WORDS>($grp, base, k, (kh, nq), &w, held, wq, bias)
             };
-            let bidx = _mm512_loadu_si512(grp.bidx.as_ptr() as *const _);
-            let mut acc = bias;
-            let o = base.add(grp.off);
-            for ky in 0..kh {
-                for qi in 0..nq {
-                    let t = ky * nq + qi;
-                    let wv = if t < held {
-                        w[t]
-                    } else {
-                        _mm512_set1_epi32(wq[t])
-                    };
-                    let p = o.add(ky * k.rstep + qi * k.qstep);
-                    acc = _mm512_dpbusd_epi32(acc, quads::<WORDS>(p, grp.two, idx, bidx), wv);
+        }
+        // Four groups at a time where all four are whole (64 consecutive positions): their
+        // codes are packed and stored together.
+        let mut chunks = groups.chunks_exact(4);
+        for c in &mut chunks {
+            if c.iter().all(|grp| grp.n == super::LANES) {
+                debug_assert_eq!(c[3].p0, c[0].p0 + 3 * super::LANES);
+                let acc = [sums!(&c[0]), sums!(&c[1]), sums!(&c[2]), sums!(&c[3])];
+                <Avx512VnniQ as QDot>::requant_store::<WIDE, 4>(dst.add(c[0].p0), &acc, pr, 64);
+            } else {
+                for grp in c {
+                    store_one::<WIDE>(sums!(grp), grp, pr, dst);
                 }
             }
-            let r = <Avx512VnniQ as QDot>::requant::<WIDE>(acc, pr);
-            let d = dst.add(grp.p0);
-            if grp.n == super::LANES {
-                _mm_storeu_si128(d as *mut __m128i, _mm512_cvtepi32_epi8(r));
-            } else {
-                _mm512_mask_cvtepi32_storeu_epi8(d as *mut _, ((1u32 << grp.n) - 1) as u16, r);
+        }
+        for grp in chunks.remainder() {
+            store_one::<WIDE>(sums!(grp), grp, pr, dst);
+        }
+    }
+
+    /// One group's sums: the bias plus every tap's products.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn group_sums<const WORDS: bool>(
+        grp: &Group,
+        base: *const u8,
+        k: &Kernel,
+        (kh, nq): (usize, usize),
+        w: &[__m512i; 10],
+        held: usize,
+        wq: &[i32],
+        bias: __m512i,
+    ) -> __m512i {
+        let idx = if WORDS {
+            _mm512_loadu_si512(grp.widx.as_ptr() as *const _)
+        } else {
+            _mm512_loadu_si512(grp.idx.as_ptr() as *const _)
+        };
+        let bidx = _mm512_loadu_si512(grp.bidx.as_ptr() as *const _);
+        let mut acc = bias;
+        let o = base.add(grp.off);
+        for ky in 0..kh {
+            for qi in 0..nq {
+                let t = ky * nq + qi;
+                let wv = if t < held {
+                    w[t]
+                } else {
+                    _mm512_set1_epi32(wq[t])
+                };
+                let p = o.add(ky * k.rstep + qi * k.qstep);
+                acc = _mm512_dpbusd_epi32(acc, quads::<WORDS>(p, grp.two, idx, bidx), wv);
             }
+        }
+        acc
+    }
+
+    /// Requantises and stores one group's codes.
+    #[inline(always)]
+    unsafe fn store_one<const WIDE: bool>(
+        acc: __m512i,
+        grp: &Group,
+        pr: &crate::backend::cpu::simd_q8::ReqVecs<__m512i>,
+        dst: *mut u8,
+    ) {
+        let r = <Avx512VnniQ as QDot>::requant::<WIDE>(acc, pr);
+        let d = dst.add(grp.p0);
+        if grp.n == super::LANES {
+            _mm_storeu_si128(d as *mut __m128i, _mm512_cvtepi32_epi8(r));
+        } else {
+            let mask = ((1u32 << grp.n) - 1) as u16;
+            _mm512_mask_cvtepi32_storeu_epi8(d as *mut _, mask, r);
         }
     }
 }
