@@ -129,7 +129,8 @@ pub struct ReqVecs<V> {
     pub zp: V,
     pub lo: V,
     pub hi: V,
-    /// `lo` and `hi` in every byte (for sets that clamp packed codes).
+    /// `lo` and `hi` in every byte, for the sets whose [`QDot::requant_store`] clamps packed
+    /// codes (AVX2 and AVX-512); the scalar and NEON sets leave them unused.
     pub lo8: V,
     pub hi8: V,
 }
