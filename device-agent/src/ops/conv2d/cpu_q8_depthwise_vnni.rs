@@ -734,13 +734,7 @@ mod x86 {
         dst: *mut u8,
     ) {
         let r = <Avx512VnniQ as QDot>::requant::<WIDE>(acc, pr);
-        let d = dst.add(grp.p0);
-        if grp.n == super::LANES {
-            _mm_storeu_si128(d as *mut __m128i, _mm512_cvtepi32_epi8(r));
-        } else {
-            let mask = ((1u32 << grp.n) - 1) as u16;
-            _mm512_mask_cvtepi32_storeu_epi8(d as *mut _, mask, r);
-        }
+        <Avx512VnniQ as QDot>::store_codes(dst.add(grp.p0), r, grp.n);
     }
 }
 
