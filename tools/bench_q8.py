@@ -15,7 +15,9 @@ For every model, our agent exports the exact network it runs (`ulayer-agent expo
 
 each timed in its own process (warm-up discarded, then at least --min-runs runs and
 --min-seconds seconds), engines interleaved trial by trial; p50 per trial, median over
-trials. onnxruntime runs with intra-op threads = --threads, inter-op 1, sequential.
+trials. The ratio column divides those medians; "paired" is the median over trials of
+(ours in trial t) / (engine in trial t), which cancels drift between trials. onnxruntime runs
+with intra-op threads = --threads, inter-op 1, sequential.
 
 Usage: tools/bench_q8.py [--models mobilenet-v1,efficientnet-lite0] [--threads 2]
        [--trials 2] [--min-seconds 10] [--markdown FILE]
@@ -113,26 +115,31 @@ def main():
                         notes[engine] = f"failed: {note}"
                         continue
                     versions["onnxruntime"] = note
-                results[engine].append((bench_peers.p50_ms(runs), len(runs)))
+                results[engine].append((bench_peers.p50_ms(runs), len(runs), t))
         rows.append((model, results, notes))
 
     header = (f"machine: {platform.node()} · {platform.machine()} · {os.cpu_count()} CPUs · {args.threads} threads · "
               f"onnxruntime {versions.get('onnxruntime', '?')} · {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     lines = [header, "",
-             "| model | engine | p50 ms per trial | runs | median p50 ms | ours quint8 / engine |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| model | engine | p50 ms per trial | runs | median p50 ms | ours quint8 / engine | paired |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for model, results, notes in rows:
         q = results.get("ours-quint8") or []
-        q50 = statistics.median([p for p, _ in q]) if q else None
+        q50 = statistics.median([p for p, _, _ in q]) if q else None
+        q_by_trial = {t: p for p, _, t in q}
         for engine in engines:
             trials = results.get(engine) or []
             if not trials:
-                lines.append(f"| {model} | {engine} | {notes.get(engine, 'not run')} | | | |")
+                lines.append(f"| {model} | {engine} | {notes.get(engine, 'not run')} | | | | |")
                 continue
-            med = statistics.median([p for p, _ in trials])
+            med = statistics.median([p for p, _, _ in trials])
             ratio = f"{q50 / med:.2f}×" if q50 and engine != "ours-quint8" else ""
-            lines.append(f"| {model} | {engine} | {' / '.join(f'{p:.2f}' for p, _ in trials)} | "
-                         f"{' / '.join(str(n) for _, n in trials)} | {med:.2f} | {ratio} |")
+            # The same trial's two engines ran back to back, so their ratio cancels the
+            # machine's drift between trials; its median is the steadier figure on a noisy VM.
+            per_trial = [q_by_trial[t] / p for p, _, t in trials if t in q_by_trial]
+            paired = (f"{statistics.median(per_trial):.2f}×" if per_trial and engine != "ours-quint8" else "")
+            lines.append(f"| {model} | {engine} | {' / '.join(f'{p:.2f}' for p, _, _ in trials)} | "
+                         f"{' / '.join(str(n) for _, n, _ in trials)} | {med:.2f} | {ratio} | {paired} |")
     bench_peers.emit(lines, args.markdown)
 
 

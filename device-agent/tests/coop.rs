@@ -124,7 +124,42 @@ fn another_devices_profile_is_refused() {
         e.contains("Mali-T760 MP8") && e.contains(&prof.identity.gpu_name),
         "{e}"
     );
+    // `profile --evaluate --repeat`: a second profile of another device is refused, naming
+    // both; the same profile twice repeats every held-out measurement exactly.
+    let own = std::env::temp_dir().join(format!("ulayer-coop-own-{}.json", std::process::id()));
+    prof.save(&own).unwrap();
+    let agent = env!("CARGO_BIN_EXE_ulayer-agent");
+    let eval = |second: &std::path::Path| {
+        std::process::Command::new(agent)
+            .args(["profile", "--evaluate", "--profile"])
+            .arg(&own)
+            .arg("--repeat")
+            .arg(second)
+            .output()
+            .unwrap()
+    };
+    let refused = eval(&path);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && err.contains("Mali-T760 MP8")
+            && err.contains("another device"),
+        "{err}"
+    );
+    let same = eval(&own);
+    let out = String::from_utf8_lossy(&same.stdout);
+    assert!(
+        same.status.success(),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("repeat") && l.contains(" all "))
+        .unwrap_or_else(|| panic!("no repeat row in:\n{out}"));
+    assert!(row.contains("100.0%"), "{row}");
     let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(own);
 }
 
 fn top_k(v: &[f32], k: usize) -> Vec<usize> {

@@ -319,6 +319,11 @@ pub struct ProfileOptions {
     pub reps: usize,
     /// Timed repetitions per slice on the CPU (cheap: small layers take microseconds).
     pub cpu_reps: usize,
+    /// Rounds over all layers: every slice is timed once per round (its median over `reps`
+    /// back-to-back runs) and keeps the median over rounds. Back-to-back runs share the
+    /// machine's state of that moment; rounds spread each slice over the whole profile, so
+    /// one slow spell of a shared host spoils one round, not the slice.
+    pub rounds: usize,
     /// Layers with more multiply-accumulates are skipped.
     pub max_macs: u64,
     /// (processor, precision) pairs to measure.
@@ -336,6 +341,7 @@ impl ProfileOptions {
                 .collect(),
             reps: 3,
             cpu_reps: 5,
+            rounds: 5,
             max_macs: u64::MAX,
             targets: vec![
                 (Processor::Cpu, Precision::F32),
@@ -357,6 +363,7 @@ impl ProfileOptions {
             models: vec!["squeezenet1.1".into()],
             reps: 1,
             cpu_reps: 5,
+            rounds: 1,
             max_macs: 15_000_000,
             targets: vec![
                 (Processor::Cpu, Precision::F32),
@@ -708,43 +715,69 @@ pub fn run_profile<C: Backend, G: Backend>(
     let mut measurements = Vec::new();
     let mut notes = Vec::new();
     let mut coop = Vec::new();
-    for &(processor, precision) in &opts.targets {
-        let mut failed = 0usize;
-        let mut first_err = None;
-        for l in &layers {
-            let r = match processor {
-                Processor::Cpu => {
-                    cpu.install(|| measure_layer(cpu, l, precision, opts.quick, opts.cpu_reps))
+    // Rounds are the outer loop, so each slice's rounds spread over the whole profile.
+    let rounds = opts.rounds.max(1);
+    // Per target and layer: its slices' times of every round so far; `None` once one failed.
+    type Times = Option<Vec<(usize, usize, Vec<f64>)>>;
+    let mut times: Vec<Vec<Times>> = vec![vec![Some(Vec::new()); layers.len()]; opts.targets.len()];
+    let mut first_err: Vec<Option<String>> = vec![None; opts.targets.len()];
+    for round in 0..rounds {
+        for (t, &(processor, precision)) in opts.targets.iter().enumerate() {
+            for (l, acc) in layers.iter().zip(times[t].iter_mut()) {
+                let Some(slices) = acc.as_mut() else {
+                    continue;
+                };
+                let r = match processor {
+                    Processor::Cpu => {
+                        cpu.install(|| measure_layer(cpu, l, precision, opts.quick, opts.cpu_reps))
+                    }
+                    Processor::Gpu => measure_layer(gpu, l, precision, opts.quick, opts.reps),
+                };
+                match r {
+                    Ok(ms) if round == 0 => {
+                        *slices = ms.into_iter().map(|(c, h, ns)| (c, h, vec![ns])).collect();
+                    }
+                    Ok(ms) => {
+                        for ((_, _, v), (_, _, ns)) in slices.iter_mut().zip(ms) {
+                            v.push(ns);
+                        }
+                    }
+                    Err(e) => {
+                        first_err[t].get_or_insert_with(|| format!("{}: {e}", l.source));
+                        *acc = None;
+                    }
                 }
-                Processor::Gpu => measure_layer(gpu, l, precision, opts.quick, opts.reps),
-            };
-            match r {
-                Ok(ms) => measurements.extend(ms.into_iter().map(|(c, h, ns)| Measurement {
+            }
+            progress(&format!(
+                "{processor:?} {precision}: round {}/{rounds} ({:.1} s)",
+                round + 1,
+                t_start.elapsed().as_secs_f64()
+            ));
+        }
+    }
+    for ((&(processor, precision), per_layer), err) in opts.targets.iter().zip(times).zip(first_err)
+    {
+        let failed = per_layer.iter().filter(|t| t.is_none()).count();
+        for (l, acc) in layers.iter().zip(per_layer) {
+            for (c, h, mut v) in acc.unwrap_or_default() {
+                measurements.push(Measurement {
                     source: l.source.clone(),
                     layer: l.desc.clone(),
                     processor,
                     precision,
                     c,
                     h,
-                    ns,
-                })),
-                Err(e) => {
-                    failed += 1;
-                    first_err.get_or_insert_with(|| e.to_string());
-                }
+                    ns: median(&mut v),
+                });
             }
         }
         if failed > 0 {
             notes.push(format!(
                 "{processor:?} {precision}: {failed} of {} layers not measured (first: {})",
                 layers.len(),
-                first_err.unwrap_or_default()
+                err.unwrap_or_default()
             ));
         }
-        progress(&format!(
-            "{processor:?} {precision}: measured ({:.1} s)",
-            t_start.elapsed().as_secs_f64()
-        ));
     }
     // Synchronisation: fork/join of the GPU thread, and tiny / large GPU runs.
     let mut fj = Vec::new();

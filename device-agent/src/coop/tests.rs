@@ -361,6 +361,66 @@ fn kernel_predictor_learns_stepped_latency() {
 }
 
 #[test]
+fn repeatability_scores_a_second_profile_as_a_predictor() {
+    let node = |cin: usize, cout: usize, hw: usize| {
+        let mut st = 1u64;
+        let n = super::profile::tests_conv(cin, cout, hw, &mut st);
+        let out = n.op.output_shape("t", &[&[1, cin, hw, hw]]).unwrap();
+        LayerDesc::of(&n, &[&[1, cin, hw, hw]], &out)
+    };
+    let mut ms = Vec::new();
+    for cout in 1..=40 {
+        let d = node(8, cout, 7);
+        for c in [1, cout] {
+            ms.push(Measurement {
+                source: format!("layer{cout}"),
+                ns: 1000.0 * cout as f64 + c as f64,
+                layer: d.clone(),
+                processor: Processor::Cpu,
+                precision: Precision::Quint8,
+                c,
+                h: d.h,
+            });
+        }
+    }
+    let mut first = profile(0.0, 0.0);
+    first.measurements = ms;
+    let held = first
+        .measurements
+        .iter()
+        .filter(|m| predict::held_out(m))
+        .count();
+    assert!(held > 0 && held < first.measurements.len());
+    let all = |acc: &[predict::Accuracy]| {
+        acc.iter()
+            .find(|a| a.target == "all")
+            .cloned()
+            .expect("an 'all' row")
+    };
+    // The same measurements again: every held-out one repeats exactly.
+    let same = all(&predict::repeatability(&first, &first.clone()));
+    assert_eq!(
+        (same.predictor.as_str(), same.measurements),
+        ("repeat", held)
+    );
+    assert_eq!((same.within_10, same.within_20), (1.0, 1.0));
+    // Every time 15% slower: outside ±10%, inside ±20%.
+    let mut slower = first.clone();
+    slower.measurements.iter_mut().for_each(|m| m.ns *= 1.15);
+    let s = all(&predict::repeatability(&first, &slower));
+    assert_eq!((s.within_10, s.within_20), (0.0, 1.0));
+    assert!((s.median_error - 0.15).abs() < 1e-9, "{s:?}");
+    // A slice the second profile lacks is a miss, not skipped.
+    let mut fewer = first.clone();
+    fewer
+        .measurements
+        .retain(|m| !(predict::held_out(m) && m.c == 1));
+    let f = all(&predict::repeatability(&first, &fewer));
+    assert_eq!(f.measurements, held);
+    assert!(f.within_20 < 1.0 && f.within_20 > 0.0, "{f:?}");
+}
+
+#[test]
 fn mechanism_names_and_precisions() {
     for m in Mechanism::ALL {
         assert_eq!(Mechanism::parse(m.name()).unwrap(), m);

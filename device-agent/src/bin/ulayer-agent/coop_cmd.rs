@@ -11,6 +11,8 @@ pub struct ProfileArgs {
     pub quick: bool,
     pub evaluate: bool,
     pub profile: Option<PathBuf>,
+    pub repeat: Option<PathBuf>,
+    pub rounds: Option<usize>,
     pub models: Vec<String>,
     pub max_mmacs: Option<u64>,
     pub threads: usize,
@@ -24,6 +26,8 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
         quick,
         evaluate,
         profile,
+        repeat,
+        rounds,
         models,
         max_mmacs,
         threads,
@@ -50,6 +54,10 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
         if let Some(m) = max_mmacs {
             opts.max_macs = m.saturating_mul(1_000_000);
         }
+        if let Some(r) = rounds {
+            anyhow::ensure!(r >= 1, "--rounds must be at least 1");
+            opts.rounds = r;
+        }
         let prof = ulayer::agent::coop::profile_device(&opts, threads, |line| {
             eprintln!("profile: {line}")
         })?;
@@ -63,7 +71,19 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
         );
         prof
     };
-    let acc = predict::evaluate(&prof);
+    let mut acc = predict::evaluate(&prof);
+    if let Some(path) = repeat {
+        let second = Profile::load(&path).with_context(|| format!("reading {}", path.display()))?;
+        if second.identity != prof.identity {
+            anyhow::bail!(
+                "{} is a profile of another device ({}), not of {}",
+                path.display(),
+                second.identity,
+                prof.identity
+            );
+        }
+        acc.extend(predict::repeatability(&prof, &second));
+    }
     if json {
         println!(
             "{}",

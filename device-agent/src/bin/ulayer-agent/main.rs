@@ -123,6 +123,15 @@ enum Cmd {
         /// The profile to evaluate.
         #[arg(long)]
         profile: Option<PathBuf>,
+        /// With --evaluate: a second profile of the same device, scored as a predictor of the
+        /// first's held-out measurements (its own measurement of each slice): the
+        /// measurements' repeatability, the ceiling of any predictor on this device.
+        #[arg(long, requires = "evaluate")]
+        repeat: Option<PathBuf>,
+        /// Rounds over all targets and layers (default 5, 1 with --quick): each slice keeps the median
+        /// of its rounds, so one slow spell of a shared machine spoils one round only.
+        #[arg(long, conflicts_with = "evaluate")]
+        rounds: Option<usize>,
         /// Zoo networks whose layers are measured (comma-separated; default: all, or
         /// SqueezeNet with --quick).
         #[arg(long, value_delimiter = ',')]
@@ -469,6 +478,8 @@ fn run(cli: Cli) -> Result<()> {
             quick,
             evaluate,
             profile,
+            repeat,
+            rounds,
             models,
             max_mmacs,
             threads,
@@ -479,6 +490,8 @@ fn run(cli: Cli) -> Result<()> {
                 quick,
                 evaluate,
                 profile,
+                repeat,
+                rounds,
                 models,
                 max_mmacs,
                 threads,

@@ -71,38 +71,79 @@ pub fn evaluate(profile: &Profile) -> Vec<Accuracy> {
     let mut out = Vec::new();
     for which in [Which::Paper, Which::Kernel] {
         let p = fit(which, &train, profile.cpu_threads);
-        let mut targets: Vec<(Processor, Precision)> =
-            test.iter().map(|m| (m.processor, m.precision)).collect();
-        targets.sort_by_key(|t| format!("{t:?}"));
-        targets.dedup();
-        let score = |target: String, ms: Vec<&Measurement>| {
-            let mut errs: Vec<f64> = ms
-                .iter()
-                .map(|m| {
-                    p.predict(&m.layer, m.processor, m.precision, m.c, m.h)
-                        .map_or(f64::INFINITY, |t| (t - m.ns).abs() / m.ns.max(1.0))
-                })
-                .collect();
-            errs.sort_by(f64::total_cmp);
-            let n = errs.len().max(1) as f64;
-            Accuracy {
-                predictor: p.name().to_string(),
-                target,
-                measurements: errs.len(),
-                within_10: errs.iter().filter(|&&e| e <= 0.10).count() as f64 / n,
-                within_20: errs.iter().filter(|&&e| e <= 0.20).count() as f64 / n,
-                median_error: errs.get(errs.len() / 2).copied().unwrap_or(0.0),
-            }
-        };
-        out.push(score("all".into(), test.iter().collect()));
-        for (pr, pc) in targets {
-            out.push(score(
-                format!("{pr:?} {pc}").to_lowercase(),
-                test.iter()
-                    .filter(|m| m.processor == pr && m.precision == pc)
-                    .collect(),
-            ));
+        out.extend(score_all(p.name(), &test, |m| {
+            p.predict(&m.layer, m.processor, m.precision, m.c, m.h)
+        }));
+    }
+    out
+}
+
+/// The measurements' own repeatability on this device: `second`, another profile of the same
+/// device, "predicts" each held-out measurement of `first` by its own measurement of the same
+/// slice, scored as the predictors are (a slice missing from `second` is a miss). Two
+/// measurements carry the noise of both, a predictor's error only that of the one it is
+/// scored against, so a predictor can score somewhat above this row; but where measurements
+/// repeat within ±10% only p% of the time, no predictor can be shown within ±10% on nearly
+/// all of them.
+pub fn repeatability(first: &Profile, second: &Profile) -> Vec<Accuracy> {
+    use std::collections::HashMap;
+    let again: HashMap<(&str, Processor, Precision, usize, usize), f64> = second
+        .measurements
+        .iter()
+        .map(|m| {
+            (
+                (m.source.as_str(), m.processor, m.precision, m.c, m.h),
+                m.ns,
+            )
+        })
+        .collect();
+    let test: Vec<Measurement> = first
+        .measurements
+        .iter()
+        .filter(|m| held_out(m))
+        .cloned()
+        .collect();
+    score_all("repeat", &test, |m| {
+        again
+            .get(&(m.source.as_str(), m.processor, m.precision, m.c, m.h))
+            .copied()
+    })
+}
+
+/// Scores `predict` on `test`: overall and per (processor, precision).
+fn score_all(
+    name: &str,
+    test: &[Measurement],
+    predict: impl Fn(&Measurement) -> Option<f64>,
+) -> Vec<Accuracy> {
+    let mut targets: Vec<(Processor, Precision)> =
+        test.iter().map(|m| (m.processor, m.precision)).collect();
+    targets.sort_by_key(|t| format!("{t:?}"));
+    targets.dedup();
+    let score = |target: String, ms: Vec<&Measurement>| {
+        let mut errs: Vec<f64> = ms
+            .iter()
+            .map(|m| predict(m).map_or(f64::INFINITY, |t| (t - m.ns).abs() / m.ns.max(1.0)))
+            .collect();
+        errs.sort_by(f64::total_cmp);
+        let n = errs.len().max(1) as f64;
+        Accuracy {
+            predictor: name.to_string(),
+            target,
+            measurements: errs.len(),
+            within_10: errs.iter().filter(|&&e| e <= 0.10).count() as f64 / n,
+            within_20: errs.iter().filter(|&&e| e <= 0.20).count() as f64 / n,
+            median_error: errs.get(errs.len() / 2).copied().unwrap_or(0.0),
         }
+    };
+    let mut out = vec![score("all".into(), test.iter().collect())];
+    for (pr, pc) in targets {
+        out.push(score(
+            format!("{pr:?} {pc}").to_lowercase(),
+            test.iter()
+                .filter(|m| m.processor == pr && m.precision == pc)
+                .collect(),
+        ));
     }
     out
 }
