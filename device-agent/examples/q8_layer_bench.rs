@@ -1,5 +1,6 @@
 //! Per-layer timing of the 8-bit CPU kernels against the F32 ones on typical layer shapes
-//! (MobileNet v1 / EfficientNet-Lite0), each variant: best of N runs after warm-up.
+//! (MobileNet v1 / EfficientNet-Lite0), each variant: best of N runs after warm-up, all inside
+//! one `install` (the worker team awake, as in a network).
 //!
 //! `cargo run --release -p ulayer --example q8_layer_bench [threads] [filter] [runs]`
 use std::time::Instant;
@@ -70,6 +71,8 @@ fn main() {
         ("pw 512→512 14", 512, 14, 14, 512, 1, 1, 1),
         ("pw 1024→1024 7", 1024, 7, 7, 1024, 1, 1, 1),
         ("pw 320→1280 7", 320, 7, 7, 1280, 1, 1, 1),
+        ("pw 1152→192 7", 1152, 7, 7, 192, 1, 1, 1),
+        ("pw 1152→320 7", 1152, 7, 7, 320, 1, 1, 1),
         ("dw 3x3 32 112", 32, 112, 112, 32, 3, 1, 32),
         ("dw 3x3 144 56", 144, 56, 56, 144, 3, 1, 144),
         ("dw 3x3/2 96 112", 96, 112, 112, 96, 3, 2, 96),
@@ -115,9 +118,11 @@ fn main() {
             .expect("f32");
         let mut y = Tensor::zeros(&shape);
         let whole = Slice::whole(&shape);
-        let tf = best(runs, || {
-            let sh = y.shared();
-            b.install(|| b.run(&pf, &[&x], &sh, &whole)).expect("run");
+        // Every run inside one `install`, as a network's layers run: the workers stay awake.
+        let tf = b.install(|| {
+            best(runs, || {
+                b.run(&pf, &[&x], &y.shared(), &whole).expect("run");
+            })
         });
         let xq = QParams::from_range(-1.0, 1.0);
         let yq = QParams::from_range(0.0, 6.0);
@@ -132,10 +137,11 @@ fn main() {
             .expect("q8");
         let xq8 = QTensor::quantize(&x, xq);
         let mut yq8 = QTensor::zeros(&shape, yq);
-        let tq = best(runs, || {
-            let sh = yq8.shared();
-            b.install(|| b.run_quantized(&pq, &[&xq8], &sh, &whole))
-                .expect("run");
+        let tq = b.install(|| {
+            best(runs, || {
+                b.run_quantized(&pq, &[&xq8], &yq8.shared(), &whole)
+                    .expect("run");
+            })
         });
         println!(
             "{:<24} {:>9.3} {:>9.3} {:>7.2} {:>9.1}",
