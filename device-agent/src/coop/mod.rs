@@ -9,13 +9,16 @@
 //!   and fence wait, copy bandwidth) and how much the two processors slow each other down
 //!   when they run at once (`contention`). The result is a [`profile::Profile`] keyed by the
 //!   device's identity ([`profile::DeviceIdentity`]); a profile of another device is refused.
-//! - [`predict`]: two latency predictors fitted from a profile: the paper's
+//! - [`predict`]: three latency predictors fitted from a profile: the paper's
 //!   ([`predict::paper`], one linear regression per (layer type, processor, precision) on
-//!   FLOPs, input size and (kernel/stride)²·output channels) and ours ([`predict::kernel`],
-//!   kernel-aware: per kernel variant, the work rounded up to the tiles the kernel computes
-//!   and spread over its parallel workers, plus memory traffic, with the tile sizes chosen by
-//!   fit). [`predict::evaluate`] reports the share of held-out measurements within ±10 % and
-//!   ±20 %.
+//!   FLOPs, input size and (kernel/stride)²·output channels) and two of ours:
+//!   [`predict::kernel`] (kernel-aware: per kernel variant, the work rounded up to the tiles
+//!   the kernel computes and spread over its parallel workers, plus memory traffic, with the
+//!   tile sizes chosen by fit; the planner's default) and [`predict::boosted`] (gradient-
+//!   boosted trees over the same kernel-level features, as nn-Meter). [`predict::evaluate`]
+//!   reports the share of held-out measurements within ±10 % and ±20 %, and
+//!   [`predict::repeatability`] the same score for a second profile of the device: how well
+//!   the measurements themselves repeat.
 //! - [`partition`]: the partitioner. Per layer: whole on the CPU, whole on the GPU, or split
 //!   by output channels (on the GPU's packing grid, multiples of 8, or 4 for small layers) or
 //!   by output rows, whichever is predicted fastest including the synchronisation and

@@ -34,13 +34,17 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
         json,
     } = args;
     let threads = ulayer::agent::resolve_threads(threads);
-    let gpu = ulayer::backend::vulkan::VulkanBackend::new()?;
-    let id = ulayer::agent::coop::device_identity(&gpu);
-    drop(gpu);
+    // This device's identity (which opens the GPU), needed only to find or write its cached
+    // profile: evaluating a named profile runs without a GPU.
+    let identity = || -> Result<_> {
+        let gpu = ulayer::backend::vulkan::VulkanBackend::new()?;
+        Ok(ulayer::agent::coop::device_identity(&gpu))
+    };
     let prof = if evaluate {
-        let path = profile
-            .or_else(|| std::env::var_os("ULAYER_PROFILE").map(PathBuf::from))
-            .unwrap_or_else(|| ulayer::agent::coop::cached_profile_path(data_dir, &id));
+        let path = match profile.or_else(|| std::env::var_os("ULAYER_PROFILE").map(PathBuf::from)) {
+            Some(p) => p,
+            None => ulayer::agent::coop::cached_profile_path(data_dir, &identity()?),
+        };
         Profile::load(&path).with_context(|| format!("reading {}", path.display()))?
     } else {
         let mut opts = if quick {
@@ -61,7 +65,10 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
         let prof = ulayer::agent::coop::profile_device(&opts, threads, |line| {
             eprintln!("profile: {line}")
         })?;
-        let path = out.unwrap_or_else(|| ulayer::agent::coop::cached_profile_path(data_dir, &id));
+        let path = match out {
+            Some(p) => p,
+            None => ulayer::agent::coop::cached_profile_path(data_dir, &identity()?),
+        };
         prof.save(&path)?;
         eprintln!(
             "wrote {} ({} measurements, {:.1} s)",

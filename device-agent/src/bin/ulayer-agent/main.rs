@@ -117,7 +117,7 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
         /// Instead of profiling, read a profile (--profile, else the cached one) and report
-        /// both predictors' accuracy on its held-out measurements.
+        /// every predictor's accuracy on its held-out measurements.
         #[arg(long)]
         evaluate: bool,
         /// The profile to evaluate.
@@ -125,7 +125,8 @@ enum Cmd {
         profile: Option<PathBuf>,
         /// With --evaluate: a second profile of the same device, scored as a predictor of the
         /// first's held-out measurements (its own measurement of each slice): the
-        /// measurements' repeatability, the ceiling of any predictor on this device.
+        /// measurements' repeatability, which bounds how accurate any predictor can be shown
+        /// to be on this device.
         #[arg(long, requires = "evaluate")]
         repeat: Option<PathBuf>,
         /// Rounds over all targets and layers (default 5, 1 with --quick): each slice keeps the median
@@ -157,6 +158,7 @@ enum Cmd {
         /// a quick profile run now).
         #[arg(long)]
         profile: Option<PathBuf>,
+        /// The latency predictor the plan is made from.
         #[arg(long, value_enum, default_value_t = ulayer::coop::predict::Which::Kernel)]
         predictor: ulayer::coop::predict::Which,
         /// Channel splits only (no output-row splits).

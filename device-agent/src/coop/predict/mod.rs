@@ -10,6 +10,7 @@ use super::profile::{LayerDesc, Measurement, Profile};
 use crate::backend::{Precision, Processor};
 use serde::{Deserialize, Serialize};
 
+pub mod boosted;
 pub mod kernel;
 pub mod paper;
 
@@ -38,6 +39,9 @@ pub enum Which {
     /// Ours: kernel-aware (tiles, parallel steps, memory traffic).
     #[default]
     Kernel,
+    /// Gradient-boosted trees on the logarithm of the time over kernel-level features (as
+    /// nn-Meter's per-kernel ensembles).
+    Boosted,
 }
 
 /// Fits predictor `which` on `ms`.
@@ -45,6 +49,7 @@ pub fn fit(which: Which, ms: &[Measurement], cpu_threads: usize) -> Box<dyn Pred
     match which {
         Which::Paper => Box::new(paper::PaperPredictor::fit(ms)),
         Which::Kernel => Box::new(kernel::KernelPredictor::fit(ms, cpu_threads)),
+        Which::Boosted => Box::new(boosted::BoostedPredictor::fit(ms, cpu_threads)),
     }
 }
 
@@ -63,13 +68,13 @@ pub fn held_out(m: &Measurement) -> bool {
 /// A predictor's accuracy on held-out measurements (a protocol type: jobs report it).
 pub use crate::protocol::PredictorAccuracy as Accuracy;
 
-/// Fits both predictors on the training part of `profile` and scores them on the held-out
+/// Fits every predictor on the training part of `profile` and scores them on the held-out
 /// part: overall and per (processor, precision).
 pub fn evaluate(profile: &Profile) -> Vec<Accuracy> {
     let (test, train): (Vec<Measurement>, Vec<Measurement>) =
         profile.measurements.iter().cloned().partition(held_out);
     let mut out = Vec::new();
-    for which in [Which::Paper, Which::Kernel] {
+    for which in [Which::Paper, Which::Kernel, Which::Boosted] {
         let p = fit(which, &train, profile.cpu_threads);
         out.extend(score_all(p.name(), &test, |m| {
             p.predict(&m.layer, m.processor, m.precision, m.c, m.h)
