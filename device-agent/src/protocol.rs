@@ -124,6 +124,9 @@ pub struct BenchRequest {
     /// best single processor. Off: always the plan (to study the plan itself).
     #[serde(default = "default_true")]
     pub measured_fallback: bool,
+    /// Cooperative mechanisms: the latency predictor the plan is made from.
+    #[serde(default)]
+    pub predictor: crate::coop::predict::Which,
 }
 
 fn default_true() -> bool {

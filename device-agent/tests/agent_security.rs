@@ -331,6 +331,7 @@ fn shell_text_in_every_string_field_is_refused_and_never_run_and_no_socket_is_op
         mechanism,
         min_duration_ms: 0,
         measured_fallback: true,
+        predictor: Default::default(),
     };
     let classify = |model: String, images: Vec<String>, mechanism: String| ClassifyRequest {
         model,

@@ -398,6 +398,7 @@ fn measure_config(
         mechanism: cfg.mechanism.clone(),
         min_duration_ms: c.run.min_duration_ms,
         measured_fallback: true,
+        predictor: Default::default(),
     };
     let pattern = SyncPattern::default();
     let timeout = Duration::from_secs(c.run.job_timeout_s);

@@ -61,7 +61,10 @@ pub fn bench(
                 threads,
                 data_dir,
                 None,
-                req.measured_fallback,
+                super::coop::Choice {
+                    measured_fallback: req.measured_fallback,
+                    predictor: req.predictor,
+                },
             )?;
             let mut report = timed(req, &model, &stats, threads, p.runner, progress)?;
             report.predictor = p.predictor;

@@ -121,7 +121,13 @@ pub fn runner(
     profile: Option<&Path>,
 ) -> Result<Box<dyn Runner>> {
     prepare(
-        model, mechanism, precision, threads, data_dir, profile, false,
+        model,
+        mechanism,
+        precision,
+        threads,
+        data_dir,
+        profile,
+        Choice::default(),
     )
     .map(|p| p.runner)
 }
@@ -146,9 +152,17 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
-/// [`runner`], with the predictors' accuracy, and for `ulayer` and `ulayer+branch` with
-/// `measured_fallback` the fastest of the plan, the whole network on the CPU and the whole
-/// network on the GPU, measured now (see [`fastest`]).
+/// How a cooperative mechanism chooses what runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Choice {
+    /// `ulayer` and `ulayer+branch`: run the fastest of the plan, the whole network on the
+    /// CPU and the whole network on the GPU, measured now (see [`fastest`]).
+    pub measured_fallback: bool,
+    /// The latency predictor the plan is made from.
+    pub predictor: Which,
+}
+
+/// [`runner`], with the predictors' accuracy, and what `choice` asks for.
 pub fn prepare(
     model: &LoadedModel,
     mechanism: &str,
@@ -156,8 +170,12 @@ pub fn prepare(
     threads: usize,
     data_dir: &Path,
     profile: Option<&Path>,
-    measured_fallback: bool,
+    choice: Choice,
 ) -> Result<Prepared> {
+    let Choice {
+        measured_fallback,
+        predictor,
+    } = choice;
     let mech = Mechanism::parse_with(mechanism, precision)?;
     let quantized = || {
         super::quant::quantize_model(
@@ -203,7 +221,7 @@ pub fn prepare(
                 &PlanOptions {
                     mechanism: mech,
                     precision,
-                    predictor: Which::Kernel,
+                    predictor,
                     rows: true,
                 },
             )?;
@@ -221,12 +239,13 @@ pub fn prepare(
                 plan,
                 &id,
             )?);
-            let predictor = coop::predict::evaluate(&prof);
+            let accuracy = coop::predict::evaluate(&prof);
+            let label = format!("the {mech} plan ({} predictor)", predictor.name());
             if !measured_fallback || !matches!(mech, Mechanism::Ulayer | Mechanism::UlayerBranch) {
                 return Ok(Prepared {
                     runner: planned,
-                    predictor,
-                    executed: Some(format!("the {mech} plan")),
+                    predictor: accuracy,
+                    executed: Some(label),
                 });
             }
             // The single-processor candidates are exactly what the `cpu` and `gpu`
@@ -236,7 +255,7 @@ pub fn prepare(
             let gpu_only = gpu_network(model, q.as_ref(), VulkanBackend::new()?, gpu_prec)?;
             let input = super::bench::bench_input(&model.input.shape);
             let candidates = vec![
-                (format!("the {mech} plan"), planned),
+                (label, planned),
                 ("the CPU alone".to_string(), cpu_only),
                 ("the GPU alone".to_string(), gpu_only),
             ];
@@ -244,7 +263,7 @@ pub fn prepare(
             tracing::info!(%executed, "measured fallback");
             Ok(Prepared {
                 runner,
-                predictor,
+                predictor: accuracy,
                 executed: Some(executed),
             })
         }

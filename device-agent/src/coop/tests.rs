@@ -421,6 +421,29 @@ fn repeatability_scores_a_second_profile_as_a_predictor() {
 }
 
 #[test]
+fn predictor_names_match_what_they_fit() {
+    let d = LayerDesc::of(
+        &super::profile::tests_conv(4, 8, 5, &mut 1u64),
+        &[&[1, 4, 5, 5]],
+        &[1, 8, 5, 5],
+    );
+    let ms: Vec<Measurement> = (1..=8)
+        .map(|c| Measurement {
+            source: "synthetic".into(),
+            ns: 1000.0 * c as f64,
+            layer: d.clone(),
+            processor: Processor::Cpu,
+            precision: Precision::F32,
+            c,
+            h: d.h,
+        })
+        .collect();
+    for w in [Which::Paper, Which::Kernel, Which::Boosted] {
+        assert_eq!(predict::fit(w, &ms, 2).name(), w.name());
+    }
+}
+
+#[test]
 fn mechanism_names_and_precisions() {
     for m in Mechanism::ALL {
         assert_eq!(Mechanism::parse(m.name()).unwrap(), m);

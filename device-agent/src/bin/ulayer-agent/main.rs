@@ -79,6 +79,10 @@ enum Cmd {
         /// against the CPU alone and the GPU alone and running the fastest.
         #[arg(long)]
         no_fallback: bool,
+        /// layer-to-processor, ulayer, ulayer+branch: the latency predictor the plan is made
+        /// from.
+        #[arg(long, value_enum, default_value_t = ulayer::coop::predict::Which::Kernel)]
+        predictor: ulayer::coop::predict::Which,
         #[arg(long)]
         json: bool,
     },
@@ -294,6 +298,7 @@ fn run(cli: Cli) -> Result<()> {
             threads,
             mechanism,
             no_fallback,
+            predictor,
             json,
         } => {
             let req = BenchRequest {
@@ -306,6 +311,7 @@ fn run(cli: Cli) -> Result<()> {
                 mechanism,
                 min_duration_ms: 0,
                 measured_fallback: !no_fallback,
+                predictor,
             };
             let show = !json && std::io::stderr().is_terminal();
             let report = ulayer::agent::bench(&req, &data_dir, |done, total| {

@@ -44,6 +44,17 @@ pub enum Which {
     Boosted,
 }
 
+impl Which {
+    /// The fitted predictor's [`Predictor::name`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Which::Paper => "paper",
+            Which::Kernel => "kernel-aware",
+            Which::Boosted => "boosted",
+        }
+    }
+}
+
 /// Fits predictor `which` on `ms`.
 pub fn fit(which: Which, ms: &[Measurement], cpu_threads: usize) -> Box<dyn Predictor> {
     match which {
