@@ -965,3 +965,13 @@ pub(crate) fn tests_conv(cin: usize, cout: usize, hw: usize, state: &mut u64) ->
     let _ = hw;
     conv_node("t", cin, cout, 3, 1, false, state)
 }
+
+/// The description of [`tests_conv`] on a `cin × hw × hw` input (tests).
+#[cfg(test)]
+pub(crate) fn tests_conv_desc(cin: usize, cout: usize, hw: usize) -> LayerDesc {
+    let n = tests_conv(cin, cout, hw, &mut 1u64);
+    let out =
+        n.op.output_shape("t", &[&[1, cin, hw, hw]])
+            .expect("a 3×3 convolution's shape");
+    LayerDesc::of(&n, &[&[1, cin, hw, hw]], &out)
+}

@@ -312,12 +312,7 @@ fn executor_runs_quantized_plans() {
 fn kernel_predictor_learns_stepped_latency() {
     // Synthetic "device": time = 5 µs + 1 ns per padded MAC in tiles of 8 channels × 16
     // positions over 2 workers, which a FLOPs-linear model cannot follow.
-    let node = |cin: usize, cout: usize, hw: usize| {
-        let mut st = 1u64;
-        let n = super::profile::tests_conv(cin, cout, hw, &mut st);
-        let out = n.op.output_shape("t", &[&[1, cin, hw, hw]]).unwrap();
-        LayerDesc::of(&n, &[&[1, cin, hw, hw]], &out)
-    };
+    let node = super::profile::tests_conv_desc;
     let truth = |d: &LayerDesc, c: usize, h: usize| {
         let tiles = c.div_ceil(8) * (h * d.inner).div_ceil(16);
         5000.0 + (tiles.div_ceil(2) * 8 * 16 * d.k_red) as f64
@@ -362,12 +357,7 @@ fn kernel_predictor_learns_stepped_latency() {
 
 #[test]
 fn repeatability_scores_a_second_profile_as_a_predictor() {
-    let node = |cin: usize, cout: usize, hw: usize| {
-        let mut st = 1u64;
-        let n = super::profile::tests_conv(cin, cout, hw, &mut st);
-        let out = n.op.output_shape("t", &[&[1, cin, hw, hw]]).unwrap();
-        LayerDesc::of(&n, &[&[1, cin, hw, hw]], &out)
-    };
+    let node = super::profile::tests_conv_desc;
     let mut ms = Vec::new();
     for cout in 1..=40 {
         let d = node(8, cout, 7);
@@ -422,11 +412,7 @@ fn repeatability_scores_a_second_profile_as_a_predictor() {
 
 #[test]
 fn predictor_names_match_what_they_fit() {
-    let d = LayerDesc::of(
-        &super::profile::tests_conv(4, 8, 5, &mut 1u64),
-        &[&[1, 4, 5, 5]],
-        &[1, 8, 5, 5],
-    );
+    let d = super::profile::tests_conv_desc(4, 8, 5);
     let ms: Vec<Measurement> = (1..=8)
         .map(|c| Measurement {
             source: "synthetic".into(),

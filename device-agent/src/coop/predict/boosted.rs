@@ -282,14 +282,7 @@ impl Predictor for BoostedPredictor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coop::profile::tests_conv;
-
-    fn desc(cin: usize, cout: usize, hw: usize) -> LayerDesc {
-        let mut st = 1u64;
-        let n = tests_conv(cin, cout, hw, &mut st);
-        let out = n.op.output_shape("t", &[&[1, cin, hw, hw]]).expect("shape");
-        LayerDesc::of(&n, &[&[1, cin, hw, hw]], &out)
-    }
+    use crate::coop::profile::tests_conv_desc as desc;
 
     /// A synthetic device: time steps with the tiles of 8 channels over 2 workers.
     fn measurements() -> Vec<Measurement> {
