@@ -97,6 +97,49 @@ fn quick_profile_fits_both_predictors() {
     }
 }
 
+/// Measured in rounds, a profile holds exactly the slices of a one-round profile, each once,
+/// and reports every round.
+#[test]
+fn a_profile_in_rounds_keeps_one_measurement_per_slice() {
+    let Some((_, once, _)) = quick_profile() else {
+        return;
+    };
+    let opts = ProfileOptions {
+        rounds: 3,
+        ..ProfileOptions::quick()
+    };
+    let mut lines = Vec::new();
+    let prof = ulayer::agent::coop::profile_device(&opts, 2, |l| lines.push(l.to_string()))
+        .expect("profile in rounds");
+    let keys = |p: &Profile| {
+        let mut k: Vec<String> = p
+            .measurements
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {:?} {} {}x{}",
+                    m.source, m.processor, m.precision, m.c, m.h
+                )
+            })
+            .collect();
+        k.sort();
+        k
+    };
+    let (a, b) = (keys(once), keys(&prof));
+    assert_eq!(a, b, "the rounds measured other slices");
+    let mut dedup = b.clone();
+    dedup.dedup();
+    assert_eq!(dedup.len(), b.len(), "a slice measured twice");
+    assert!(prof.measurements.iter().all(|m| m.ns > 0.0));
+    for t in &opts.targets {
+        let done = format!("{:?} {}: round 3/3", t.0, t.1);
+        assert!(
+            lines.iter().any(|l| l.starts_with(&done)),
+            "{done} not in {lines:?}"
+        );
+    }
+}
+
 #[test]
 fn another_devices_profile_is_refused() {
     let Some((_, prof, _)) = quick_profile() else {
