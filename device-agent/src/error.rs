@@ -27,11 +27,12 @@ pub enum Error {
     #[error("unknown model '{0}' (see `ulayer-agent models`)")]
     UnknownModel(String),
     /// Input/output failure with the file involved.
-    #[error("{path}: {source}")]
+    // The cause is part of the message and deliberately not a `#[source]` (nor named
+    // `source`): `{:#}` printed it twice ("f: No such file: No such file").
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A data set error (fetching, images, labels).
     #[error(transparent)]

@@ -272,9 +272,9 @@ pub struct Profile {
 impl Profile {
     /// Reads a profile file.
     pub fn load(path: &std::path::Path) -> Result<Profile> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let text = std::fs::read_to_string(path).map_err(|cause| Error::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let p: Profile = serde_json::from_str(&text).map_err(|e| Error::Decode {
             path: path.to_path_buf(),
@@ -295,15 +295,15 @@ impl Profile {
     /// Writes the profile as JSON.
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            std::fs::create_dir_all(dir).map_err(|cause| Error::Io {
                 path: dir.to_path_buf(),
-                source,
+                cause,
             })?;
         }
         let text = serde_json::to_string(self).map_err(|e| Error::Other(e.to_string()))?;
-        std::fs::write(path, text).map_err(|source| Error::Io {
+        std::fs::write(path, text).map_err(|cause| Error::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })
     }
 }

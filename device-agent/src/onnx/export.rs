@@ -36,9 +36,9 @@ pub fn export(graph: &Graph) -> Result<Vec<u8>> {
 /// Writes the graph as an ONNX model file.
 pub fn export_file(graph: &Graph, path: &Path) -> Result<()> {
     let bytes = export(graph)?;
-    std::fs::write(path, bytes).map_err(|source| Error::Io {
+    std::fs::write(path, bytes).map_err(|cause| Error::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 

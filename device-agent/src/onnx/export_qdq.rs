@@ -32,9 +32,9 @@ pub fn export_qdq(model: &QuantizedModel) -> Result<Vec<u8>> {
 /// Writes the quantized model as an ONNX QDQ model file.
 pub fn export_qdq_file(model: &QuantizedModel, path: &Path) -> Result<()> {
     let bytes = export_qdq(model)?;
-    std::fs::write(path, bytes).map_err(|source| Error::Io {
+    std::fs::write(path, bytes).map_err(|cause| Error::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 

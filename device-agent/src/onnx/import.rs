@@ -40,9 +40,9 @@ const SUPPORTED: &[&str] = &[
 
 /// Reads and imports an ONNX model file.
 pub fn import_file(path: &Path) -> Result<Graph> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(path).map_err(|cause| Error::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     let fallback = path
         .file_stem()

@@ -40,17 +40,17 @@ pub fn to_bytes(t: &Tensor) -> Vec<u8> {
 
 /// Writes a tensor to a `.npy` file.
 pub fn write(path: &Path, t: &Tensor) -> Result<()> {
-    std::fs::write(path, to_bytes(t)).map_err(|source| Error::Io {
+    std::fs::write(path, to_bytes(t)).map_err(|cause| Error::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 
 /// Reads a `.npy` file of f32.
 pub fn read(path: &Path) -> Result<Tensor> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(path).map_err(|cause| Error::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     from_bytes(&bytes, path)
 }

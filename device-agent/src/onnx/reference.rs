@@ -214,9 +214,9 @@ impl OrtReference {
         let batch = dir.0.join("jobs.json");
         let json =
             serde_json::to_vec(&specs).map_err(|e| Error::Other(format!("job list: {e}")))?;
-        std::fs::write(&batch, json).map_err(|source| Error::Io {
+        std::fs::write(&batch, json).map_err(|cause| Error::Io {
             path: batch.clone(),
-            source,
+            cause,
         })?;
 
         let mut cmd = Command::new(&self.python);
@@ -227,9 +227,9 @@ impl OrtReference {
         if self.check {
             cmd.arg("--check");
         }
-        let output = cmd.output().map_err(|source| Error::Io {
+        let output = cmd.output().map_err(|cause| Error::Io {
             path: self.python.clone(),
-            source,
+            cause,
         })?;
         if !output.status.success() {
             return Err(Error::Other(format!(
@@ -245,9 +245,9 @@ impl OrtReference {
 /// Reads one job's `outputs.json` and the tensors it lists.
 fn read_run(out_dir: &Path) -> Result<OrtRun> {
     let path = out_dir.join("outputs.json");
-    let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(&path).map_err(|cause| Error::Io {
         path: path.clone(),
-        source,
+        cause,
     })?;
     let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
         path: path.clone(),
@@ -306,9 +306,9 @@ impl TempDir {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        std::fs::create_dir_all(&dir).map_err(|cause| Error::Io {
             path: dir.clone(),
-            source,
+            cause,
         })?;
         Ok(TempDir(dir))
     }

@@ -1,5 +1,5 @@
 //! The `profile` and `plan` subcommands (cooperative single-layer acceleration).
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 use ulayer::backend::Precision;
 use ulayer::coop::predict::{self, Which};
@@ -45,7 +45,7 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
             Some(p) => p,
             None => ulayer::agent::coop::cached_profile_path(data_dir, &identity()?),
         };
-        Profile::load(&path).with_context(|| format!("reading {}", path.display()))?
+        Profile::load(&path)?
     } else {
         let mut opts = if quick {
             ProfileOptions::quick()
@@ -80,7 +80,7 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
     };
     let mut acc = predict::evaluate(&prof);
     if let Some(path) = repeat {
-        let second = Profile::load(&path).with_context(|| format!("reading {}", path.display()))?;
+        let second = Profile::load(&path)?;
         if second.identity != prof.identity {
             anyhow::bail!(
                 "{} is a profile of another device ({}), not of {}",
