@@ -258,6 +258,16 @@ fn key(p: Processor, q: Precision) -> String {
 impl BoostedPredictor {
     /// Fits one ensemble per (processor, precision) of `ms`.
     pub fn fit(ms: &[Measurement], cpu_threads: usize) -> BoostedPredictor {
+        Self::fit_on(ms, cpu_threads, KernelPredictor::fit(ms, cpu_threads))
+    }
+
+    /// [`BoostedPredictor::fit`] with `kernel` already fitted on the same `ms` (its
+    /// predictions are a feature), so that a caller that has one does not fit it again.
+    pub fn fit_on(
+        ms: &[Measurement],
+        cpu_threads: usize,
+        kernel: KernelPredictor,
+    ) -> BoostedPredictor {
         let mut groups: BTreeMap<String, Vec<&Measurement>> = BTreeMap::new();
         for m in ms {
             groups
@@ -265,7 +275,6 @@ impl BoostedPredictor {
                 .or_default()
                 .push(m);
         }
-        let kernel = KernelPredictor::fit(ms, cpu_threads);
         let models = groups
             .into_iter()
             .filter_map(|(k, g)| Ensemble::fit(&g, cpu_threads, &kernel).map(|e| (k, e)))

@@ -62,7 +62,7 @@ fn features(m: &Model, d: &LayerDesc, q: Precision, c: usize, h: usize) -> Vec<f
 }
 
 /// Kernel-aware models per (variant | kind | all, processor, precision).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct KernelPredictor {
     models: BTreeMap<String, Model>,
 }

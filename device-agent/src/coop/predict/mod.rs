@@ -84,9 +84,16 @@ pub use crate::protocol::PredictorAccuracy as Accuracy;
 pub fn evaluate(profile: &Profile) -> Vec<Accuracy> {
     let (test, train): (Vec<Measurement>, Vec<Measurement>) =
         profile.measurements.iter().cloned().partition(held_out);
+    let threads = profile.cpu_threads;
+    let kernel = kernel::KernelPredictor::fit(&train, threads);
+    // The boosted trees take the kernel-aware model fitted here instead of fitting it again.
+    let fitted: [Box<dyn Predictor>; 3] = [
+        Box::new(paper::PaperPredictor::fit(&train)),
+        Box::new(kernel.clone()),
+        Box::new(boosted::BoostedPredictor::fit_on(&train, threads, kernel)),
+    ];
     let mut out = Vec::new();
-    for which in [Which::Paper, Which::Kernel, Which::Boosted] {
-        let p = fit(which, &train, profile.cpu_threads);
+    for p in &fitted {
         out.extend(score_all(p.name(), &test, |m| {
             p.predict(&m.layer, m.processor, m.precision, m.c, m.h)
         }));
