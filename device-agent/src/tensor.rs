@@ -4,18 +4,30 @@ use std::marker::PhantomData;
 use std::ops::Range;
 
 /// A dense, row-major (NCHW for 4-D) tensor of f32.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// `data` may be longer than the tensor: a buffer [refitted](Tensor::refit) to a smaller
+/// value keeps its storage, and only the first `len` elements are the tensor's.
+#[derive(Clone, Debug)]
 pub struct Tensor {
     shape: Vec<usize>,
+    len: usize,
     data: Vec<f32>,
+}
+
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && self.data() == other.data()
+    }
 }
 
 impl Tensor {
     /// A tensor of zeros.
     pub fn zeros(shape: &[usize]) -> Self {
+        let len = shape.iter().product();
         Tensor {
             shape: shape.to_vec(),
-            data: vec![0.0; shape.iter().product()],
+            len,
+            data: vec![0.0; len],
         }
     }
 
@@ -23,6 +35,7 @@ impl Tensor {
     pub fn from_vec(shape: &[usize], data: Vec<f32>) -> Option<Self> {
         (shape.iter().product::<usize>() == data.len()).then(|| Tensor {
             shape: shape.to_vec(),
+            len: data.len(),
             data,
         })
     }
@@ -34,42 +47,56 @@ impl Tensor {
 
     /// The elements in row-major order.
     pub fn data(&self) -> &[f32] {
-        &self.data
+        &self.data[..self.len]
     }
 
     /// The elements, mutable.
     pub fn data_mut(&mut self) -> &mut [f32] {
-        &mut self.data
+        &mut self.data[..self.len]
     }
 
     /// Consumes the tensor, returning its elements.
-    pub fn into_vec(self) -> Vec<f32> {
+    pub fn into_vec(mut self) -> Vec<f32> {
+        self.data.truncate(self.len);
         self.data
     }
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.len
     }
 
     /// True when the tensor holds no element.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len == 0
     }
 
     /// Same data, new shape; `None` when the element counts differ.
     pub fn reshaped(mut self, shape: &[usize]) -> Option<Self> {
-        (shape.iter().product::<usize>() == self.data.len()).then(|| {
+        (shape.iter().product::<usize>() == self.len).then(|| {
             self.shape = shape.to_vec();
             self
         })
+    }
+
+    /// Same storage, a new shape of any element count, for a buffer that holds one value after
+    /// another (the executor's). Within the storage it has ever had this neither allocates
+    /// nor writes: the elements are whatever the storage held. Growing past it extends the
+    /// storage with zeros.
+    pub fn refit(&mut self, shape: &[usize]) {
+        self.len = shape.iter().product();
+        if self.len > self.data.len() {
+            self.data.resize(self.len, 0.0);
+        }
+        self.shape.clear();
+        self.shape.extend_from_slice(shape);
     }
 
     /// A view through which disjoint slices may be written concurrently.
     pub fn shared(&mut self) -> SharedTensor<'_> {
         SharedTensor {
             ptr: self.data.as_mut_ptr(),
-            len: self.data.len(),
+            len: self.len,
             shape: self.shape.clone(),
             _life: PhantomData,
         }

@@ -18,6 +18,33 @@ use crate::{Error, Result};
 use std::collections::HashMap;
 use trace::{monotonic_ns, LayerSpan, Trace};
 
+/// The buffer for a value of `len` elements: the smallest dead buffer that holds it, else the
+/// largest dead one (its capacity grown to `len`), else a new one. Reusing across sizes
+/// keeps the network's working set small, so a layer writes into memory that is still in
+/// cache: on EfficientNet-Lite0 the same-size-only rule left 43 buffers (6.8 MB of QUInt8
+/// activations) where at most 2.4 MB are live at once.
+fn pick_buffer(caps: &mut Vec<usize>, free: &mut Vec<usize>, len: usize) -> usize {
+    let fits = free
+        .iter()
+        .enumerate()
+        .filter(|&(_, &s)| caps[s] >= len)
+        .min_by_key(|&(_, &s)| caps[s]);
+    let pick = fits
+        .or_else(|| free.iter().enumerate().max_by_key(|&(_, &s)| caps[s]))
+        .map(|(k, _)| k);
+    match pick {
+        Some(k) => {
+            let s = free.swap_remove(k);
+            caps[s] = caps[s].max(len);
+            s
+        }
+        None => {
+            caps.push(len);
+            caps.len() - 1
+        }
+    }
+}
+
 /// Where a step reads a value from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Source {
@@ -50,6 +77,8 @@ pub struct Executor<B: Backend> {
     inputs: Vec<(String, Vec<usize>)>,
     steps: Vec<Step<B::Prepared>>,
     slots: Vec<Value>,
+    /// Each buffer's capacity in elements (the largest value it holds).
+    caps: Vec<usize>,
     /// The graph inputs, quantized (quantized execution only).
     qinputs: Vec<QTensor>,
     outputs: Vec<Source>,
@@ -90,7 +119,8 @@ impl<B: Backend> Executor<B> {
         for o in &graph.outputs {
             last_use.insert(o.as_str(), usize::MAX);
         }
-        let mut slots: Vec<Value> = Vec::new();
+        // Each buffer's capacity (elements): the largest value it holds.
+        let mut caps: Vec<usize> = Vec::new();
         let mut free: Vec<usize> = Vec::new();
         let mut steps = Vec::with_capacity(graph.nodes.len());
         for (i, n) in graph.nodes.iter().enumerate() {
@@ -126,18 +156,7 @@ impl<B: Backend> Executor<B> {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            // A dead buffer of the same size, else a new one.
-            let len: usize = shape.iter().product();
-            let slot = match free.iter().position(|&s| slots[s].len() == len) {
-                Some(k) => free.swap_remove(k),
-                None => {
-                    slots.push(match out_q {
-                        None => Value::F32(Tensor::zeros(&shape)),
-                        Some(q) => Value::Q8(QTensor::zeros(&shape, q)),
-                    });
-                    slots.len() - 1
-                }
-            };
+            let slot = pick_buffer(&mut caps, &mut free, shape.iter().product());
             where_.insert(n.output.as_str(), Source::Slot(slot));
             // Buffers whose value this step read for the last time become free after it.
             for v in &n.inputs {
@@ -163,6 +182,20 @@ impl<B: Backend> Executor<B> {
                 out_q,
             });
         }
+        let slots = caps
+            .iter()
+            .map(|&cap| match quant {
+                None => Value::F32(Tensor::zeros(&[cap])),
+                // Every step sets its output's parameters before writing.
+                Some(_) => Value::Q8(QTensor::zeros(
+                    &[cap],
+                    QParams {
+                        scale: 1.0,
+                        zero_point: 0,
+                    },
+                )),
+            })
+            .collect();
         let outputs = graph
             .outputs
             .iter()
@@ -184,6 +217,7 @@ impl<B: Backend> Executor<B> {
                 .collect(),
             steps,
             slots,
+            caps,
             qinputs: match quant {
                 None => Vec::new(),
                 Some(m) => graph
@@ -223,9 +257,9 @@ impl<B: Backend> Executor<B> {
         &self.steps
     }
 
-    /// Elements of each buffer slot.
+    /// Capacity in elements of each buffer slot (the largest value it holds).
     pub(crate) fn slot_lens(&self) -> Vec<usize> {
-        self.slots.iter().map(Value::len).collect()
+        self.caps.clone()
     }
 
     /// The shape of each graph input.
@@ -283,15 +317,13 @@ impl<B: Backend> Executor<B> {
                 let slices = plan(i, &step.shape);
                 check_cover(&step.node, &step.shape, &slices)?;
                 // Take the output buffer out so that inputs can be borrowed from the others.
-                // A reused buffer may hold a value of another shape with the same element count.
-                let out = std::mem::replace(&mut slots[step.slot], Value::F32(Tensor::zeros(&[0])));
-                let mut out = if out.shape() == step.shape.as_slice() {
-                    out
-                } else {
-                    out.reshaped(&step.shape).ok_or_else(|| {
-                        Error::node(&step.node, "reused buffer has the wrong size")
-                    })?
-                };
+                // A reused buffer may hold a value of another shape: refitting it stays
+                // within the capacity allocated for it (`pick_buffer`).
+                let mut out =
+                    std::mem::replace(&mut slots[step.slot], Value::F32(Tensor::zeros(&[0])));
+                if out.shape() != step.shape.as_slice() {
+                    out.refit(&step.shape);
+                }
                 let mixed = || Error::node(&step.node, "internal: F32 and QUInt8 values mixed");
                 let result = (|| {
                     let t = match &mut out {

@@ -270,3 +270,55 @@ fn buffers_are_reused_along_a_chain() {
         Executor::new(&g, CpuBackend::new(1).expect("backend"), Precision::F32).expect("prepare");
     assert_eq!(exec.buffers(), 2, "a chain ping-pongs between two buffers");
 }
+
+#[test]
+fn buffers_are_reused_across_sizes() {
+    // Widths that never repeat back to back: a same-size-only rule needs a buffer per width.
+    let widths = [8, 16, 4, 12, 6, 20, 5, 9];
+    let mut rng = Rng::new(7);
+    let nodes: Vec<Node> = widths
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| {
+            let input = if i == 0 {
+                "x".to_string()
+            } else {
+                format!("l{}", i - 1)
+            };
+            node(
+                &format!("l{i}"),
+                Op::Conv2d(conv(&mut rng, w[0], w[1], 1, 1, 1)),
+                &[&input],
+            )
+        })
+        .collect();
+    let last = format!("l{}", nodes.len() - 1);
+    let g = Graph {
+        name: "widths".into(),
+        inputs: vec![ValueInfo {
+            name: "x".into(),
+            shape: vec![1, 8, 5, 7],
+        }],
+        nodes,
+        outputs: vec![last.clone()],
+        weights: WeightsOrigin::Seeded,
+    };
+    let mut exec =
+        Executor::new(&g, CpuBackend::new(1).expect("backend"), Precision::F32).expect("prepare");
+    assert_eq!(
+        exec.buffers(),
+        2,
+        "two buffers, each as large as its largest value"
+    );
+    // Two inputs, twice: every run after the first writes into buffers that still hold
+    // another run's (larger) values.
+    let xs = [
+        rng.tensor(&[1, 8, 5, 7], 1.0),
+        rng.tensor(&[1, 8, 5, 7], 1.0),
+    ];
+    for x in xs.iter().chain(&xs) {
+        let want = reference(&g, x);
+        let (outs, _) = exec.run(std::slice::from_ref(x)).expect("run");
+        assert_close(&outs[0], &want[&last], 1.0, "last layer");
+    }
+}

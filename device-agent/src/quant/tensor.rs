@@ -73,19 +73,31 @@ impl QParams {
 }
 
 /// A dense, row-major (NCHW for 4-D) tensor of QUInt8 codes with its quantization.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// `data` may be longer than the tensor: a buffer [refitted](QTensor::refit) to a smaller
+/// value keeps its storage, and only the first `len` codes are the tensor's.
+#[derive(Clone, Debug)]
 pub struct QTensor {
     shape: Vec<usize>,
+    len: usize,
     data: Vec<u8>,
     q: QParams,
+}
+
+impl PartialEq for QTensor {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && self.q == other.q && self.data() == other.data()
+    }
 }
 
 impl QTensor {
     /// A tensor of real zeros (every code the zero point).
     pub fn zeros(shape: &[usize], q: QParams) -> QTensor {
+        let len = shape.iter().product();
         QTensor {
             shape: shape.to_vec(),
-            data: vec![q.zero_point; shape.iter().product()],
+            len,
+            data: vec![q.zero_point; len],
             q,
         }
     }
@@ -94,6 +106,7 @@ impl QTensor {
     pub fn from_vec(shape: &[usize], data: Vec<u8>, q: QParams) -> Option<QTensor> {
         (shape.iter().product::<usize>() == data.len()).then(|| QTensor {
             shape: shape.to_vec(),
+            len: data.len(),
             data,
             q,
         })
@@ -101,19 +114,15 @@ impl QTensor {
 
     /// Quantizes an F32 tensor with `q`.
     pub fn quantize(t: &Tensor, q: QParams) -> QTensor {
-        let mut out = QTensor {
-            shape: t.shape().to_vec(),
-            data: vec![0; t.len()],
-            q,
-        };
-        quantize_into(t.data(), q, &mut out.data);
+        let mut out = QTensor::zeros(t.shape(), q);
+        quantize_into(t.data(), q, out.data_mut());
         out
     }
 
     /// The real values.
     pub fn dequantize(&self) -> Tensor {
         let lut: [f32; 256] = std::array::from_fn(|i| self.q.dequantize(i as u8));
-        let data = self.data.iter().map(|&v| lut[v as usize]).collect();
+        let data = self.data().iter().map(|&v| lut[v as usize]).collect();
         Tensor::from_vec(&self.shape, data).expect("same element count")
     }
 
@@ -124,12 +133,12 @@ impl QTensor {
 
     /// The codes in row-major order.
     pub fn data(&self) -> &[u8] {
-        &self.data
+        &self.data[..self.len]
     }
 
     /// The codes, mutable.
     pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.data
+        &mut self.data[..self.len]
     }
 
     /// The quantization parameters.
@@ -145,27 +154,40 @@ impl QTensor {
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.len
     }
 
     /// True when the tensor holds no element.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len == 0
     }
 
     /// Same codes, new shape; `None` when the element counts differ.
     pub fn reshaped(mut self, shape: &[usize]) -> Option<QTensor> {
-        (shape.iter().product::<usize>() == self.data.len()).then(|| {
+        (shape.iter().product::<usize>() == self.len).then(|| {
             self.shape = shape.to_vec();
             self
         })
+    }
+
+    /// Same storage, a new shape of any element count, for a buffer that holds one value after
+    /// another (the executor's). Within the storage it has ever had this neither allocates
+    /// nor writes: the codes are whatever the storage held. Growing past it extends the
+    /// storage with the zero point.
+    pub fn refit(&mut self, shape: &[usize]) {
+        self.len = shape.iter().product();
+        if self.len > self.data.len() {
+            self.data.resize(self.len, self.q.zero_point);
+        }
+        self.shape.clear();
+        self.shape.extend_from_slice(shape);
     }
 
     /// A view through which disjoint slices may be written concurrently.
     pub fn shared(&mut self) -> SharedQTensor<'_> {
         SharedQTensor {
             ptr: self.data.as_mut_ptr(),
-            len: self.data.len(),
+            len: self.len,
             shape: self.shape.clone(),
             q: self.q,
             _life: PhantomData,
@@ -304,6 +326,14 @@ impl Value {
     /// True when the value holds no element.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Same storage, a new shape of any element count (see [`Tensor::refit`]).
+    pub fn refit(&mut self, shape: &[usize]) {
+        match self {
+            Value::F32(t) => t.refit(shape),
+            Value::Q8(t) => t.refit(shape),
+        }
     }
 
     /// Same storage, new shape; `None` when the element counts differ.
