@@ -66,6 +66,7 @@ def main():
     for model in args.models.split(","):
         for prec in args.precisions.split(","):
             r = {}
+            print(f"[{model} {prec}] 7 benches ...", file=sys.stderr, flush=True)
             for mech in ["cpu", "gpu", "layer-to-processor"]:
                 r[mech] = bench(args.agent, model, mech, prec, args)
             for mech in PLANS:
@@ -98,6 +99,13 @@ def main():
             row["layers_within_2x"] = len(effs)
             row["layer_efficiency_median"] = statistics.median(effs) if effs else None
             row["layers_at_80pct"] = sum(e >= 0.8 for e in effs)
+            # Progress, and nothing lost if a later network fails or the run is cut short.
+            print(f"[{model} {prec}] p50 ms " + ", ".join(f"{k} {v:.2f}" for k, v in p50.items())
+                  + f"; layers within 2x {len(effs)}, median efficiency "
+                  + (f"{row['layer_efficiency_median']:.0%}" if effs else "-"), file=sys.stderr, flush=True)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({"networks": rows, "layers": layer_rows}, f, indent=1)
 
     mechs = ["cpu", "gpu", "layer-to-processor", "ulayer (plan)", "ulayer+branch (plan)", "ulayer", "ulayer+branch"]
     print("p50 ms (normalised to layer-to-processor):")
