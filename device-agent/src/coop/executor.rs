@@ -3,10 +3,12 @@
 //! Every value has its own buffer (no reuse between values: branches and split layers run
 //! concurrently, so a buffer must never be shared by two live values). A stage is one
 //! synchronisation: a whole layer runs on its processor on the calling thread; a split layer
-//! hands the GPU's slice to a scoped thread while the CPU computes its slice on its pool,
-//! both writing the same shared output tensor, and joins; a branch stage runs the CPU's
-//! branches here and the GPU's on the other thread. Per-layer spans: one per processor per
+//! hands the GPU's slice to the executor's GPU thread ([`Helper`], persistent, awake between
+//! stages) while the CPU computes its slice on its pool, both writing the same shared output
+//! tensor, and joins; a branch stage runs the CPU's branches here and the GPU's on the other
+//! thread. Per-layer spans: one per processor per
 //! layer (GPU spans from the GPU's calibrated timestamps when the backend gives them).
+use super::helper::Helper;
 use super::partition::{Plan, Stage};
 use super::profile::DeviceIdentity;
 use super::Mechanism;
@@ -57,6 +59,8 @@ pub struct CoopExecutor<C: Backend, G: Backend> {
     values: Vec<Value>,
     inputs: Vec<(String, Vec<usize>)>,
     outputs: Vec<usize>,
+    /// Drives the GPU's side of split and branch stages.
+    helper: Helper,
 }
 
 impl<C: Backend, G: Backend> std::fmt::Debug for CoopExecutor<C, G> {
@@ -348,6 +352,7 @@ impl<C: Backend, G: Backend> CoopExecutor<C, G> {
                 .map(|v| (v.name.clone(), v.shape.clone()))
                 .collect(),
             outputs,
+            helper: Helper::new("ulayer-gpu")?,
         })
     }
 
@@ -391,6 +396,7 @@ impl<C: Backend, G: Backend> CoopExecutor<C, G> {
             steps,
             values,
             precision,
+            helper,
             ..
         } = self;
         let (cpu, gpu) = (&*cpu, &*gpu);
@@ -454,8 +460,9 @@ impl<C: Backend, G: Backend> CoopExecutor<C, G> {
                                 step.inputs.iter().map(|&v| &values[v]).collect();
                             let o = view(&mut out);
                             let (ins, o) = (&ins, &o);
-                            std::thread::scope(|s| {
-                                let h = s.spawn(move || {
+                            let (rg, rc) = helper.join(
+                                &step.node,
+                                move || {
                                     exec_slice(
                                         gpu,
                                         Processor::Gpu,
@@ -467,23 +474,22 @@ impl<C: Backend, G: Backend> CoopExecutor<C, G> {
                                         o,
                                         gs,
                                     )
-                                });
-                                let rc = exec_slice(
-                                    cpu,
-                                    Processor::Cpu,
-                                    step.cpu.as_ref(),
-                                    &step.node,
-                                    step.kind,
-                                    cpu_prec,
-                                    ins,
-                                    o,
-                                    cs,
-                                );
-                                let rg = h.join().unwrap_or_else(|_| {
-                                    Err(Error::node(&step.node, "the GPU thread panicked"))
-                                });
-                                (rc, rg)
-                            })
+                                },
+                                || {
+                                    exec_slice(
+                                        cpu,
+                                        Processor::Cpu,
+                                        step.cpu.as_ref(),
+                                        &step.node,
+                                        step.kind,
+                                        cpu_prec,
+                                        ins,
+                                        o,
+                                        cs,
+                                    )
+                                },
+                            );
+                            (rc, rg.and_then(|r| r))
                         };
                         values[step.out] = out;
                         trace.layers.push(rc?);
@@ -505,9 +511,10 @@ impl<C: Backend, G: Backend> CoopExecutor<C, G> {
                         let mut og = take(gl, values);
                         let (rc, rg, sc, sg) = {
                             let store: &[Value] = values;
-                            std::thread::scope(|s| {
-                                let og = &mut og;
-                                let h = s.spawn(move || {
+                            let og = &mut og;
+                            let ((rg, sg), (rc, sc)) = match helper.join(
+                                "the GPU's branches",
+                                move || {
                                     let mut spans = Vec::new();
                                     let r = run_list(
                                         gpu,
@@ -521,27 +528,27 @@ impl<C: Backend, G: Backend> CoopExecutor<C, G> {
                                         &mut spans,
                                     );
                                     (r, spans)
-                                });
-                                let mut sc = Vec::new();
-                                let rc = run_list(
-                                    cpu,
-                                    Processor::Cpu,
-                                    |st| st.cpu.as_ref(),
-                                    steps,
-                                    cl,
-                                    cpu_prec,
-                                    store,
-                                    &mut oc,
-                                    &mut sc,
-                                );
-                                let (rg, sg) = h.join().unwrap_or_else(|_| {
-                                    (
-                                        Err(Error::Other("the GPU thread panicked".into())),
-                                        Vec::new(),
-                                    )
-                                });
-                                (rc, rg, sc, sg)
-                            })
+                                },
+                                || {
+                                    let mut sc = Vec::new();
+                                    let rc = run_list(
+                                        cpu,
+                                        Processor::Cpu,
+                                        |st| st.cpu.as_ref(),
+                                        steps,
+                                        cl,
+                                        cpu_prec,
+                                        store,
+                                        &mut oc,
+                                        &mut sc,
+                                    );
+                                    (rc, sc)
+                                },
+                            ) {
+                                (Ok(g), c) => (g, c),
+                                (Err(e), c) => ((Err(e), Vec::new()), c),
+                            };
+                            (rc, rg, sc, sg)
                         };
                         for (id, v) in oc.into_iter().chain(og) {
                             values[id] = v;

@@ -51,6 +51,7 @@
 //! but the executor still synchronises at every layer boundary, because the GPU backend
 //! uploads its whole input tensor, which the CPU would still be writing.
 pub mod executor;
+pub mod helper;
 pub mod mechanism;
 pub mod partition;
 pub mod predict;

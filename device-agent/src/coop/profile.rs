@@ -1,4 +1,5 @@
 //! The profiler: layer descriptions, device identity, measurements and the device profile.
+use super::helper::Helper;
 use crate::backend::{Backend, Precision, Processor};
 use crate::exec::trace::monotonic_ns;
 use crate::graph::Node;
@@ -779,13 +780,19 @@ pub fn run_profile<C: Backend, G: Backend>(
             ));
         }
     }
-    // Synchronisation: fork/join of the GPU thread, and tiny / large GPU runs.
+    // Synchronisation: a hand-off to the GPU thread and back (as the executor's split and
+    // branch stages do, through the same kind of helper), and tiny / large GPU runs.
+    let mut helper = Helper::new("ulayer-gpu")?;
     let mut fj = Vec::new();
     for _ in 0..51 {
         let t0 = monotonic_ns();
-        std::thread::scope(|s| {
-            s.spawn(|| std::hint::black_box(0));
-        });
+        let (there, here) = helper.join(
+            "fork/join probe",
+            || std::hint::black_box(0),
+            || std::hint::black_box(0),
+        );
+        there?;
+        std::hint::black_box(here);
         fj.push((monotonic_ns() - t0) as f64);
     }
     let fork_join_ns = median(&mut fj);
@@ -824,7 +831,7 @@ pub fn run_profile<C: Backend, G: Backend>(
         .collect();
     let stride = (candidates.len() / n_coop).max(1);
     for l in candidates.iter().step_by(stride).take(n_coop) {
-        match measure_coop(cpu, gpu, l, opts.reps.max(2)) {
+        match measure_coop(cpu, gpu, &mut helper, l, opts.reps.max(2)) {
             Ok(m) => coop.push(m),
             Err(e) => notes.push(format!("{}: concurrent split not measured: {e}", l.source)),
         }
@@ -891,6 +898,7 @@ fn measure_layer<B: Backend>(
 fn measure_coop<C: Backend, G: Backend>(
     cpu: &C,
     gpu: &G,
+    helper: &mut Helper,
     l: &ProbeLayer,
     reps: usize,
 ) -> Result<CoopMeasurement> {
@@ -919,18 +927,15 @@ fn measure_coop<C: Backend, G: Backend>(
     let mut both = Vec::new();
     for _ in 0..reps {
         let t0 = monotonic_ns();
-        let (rc, rg) = cpu.install(|| {
-            std::thread::scope(|s| {
-                let h = s.spawn(|| gpu.run(pg, &refs, &shared, &gs));
-                let rc = cpu.run(pc, &refs, &shared, &cs);
-                let rg = h
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Other("GPU thread panicked".into())));
-                (rc, rg)
-            })
+        let (rg, rc) = cpu.install(|| {
+            helper.join(
+                &l.node.name,
+                || gpu.run(pg, &refs, &shared, &gs),
+                || cpu.run(pc, &refs, &shared, &cs),
+            )
         });
         rc?;
-        rg?;
+        rg??;
         both.push((monotonic_ns() - t0) as f64);
     }
     Ok(CoopMeasurement {

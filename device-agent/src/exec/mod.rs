@@ -1,9 +1,10 @@
 //! Executors and the per-layer trace.
 //!
 //! [`Executor`] runs a graph on one backend (single processor): it prepares every node once,
-//! preallocates the value buffers (reusing a buffer once its value is dead, among values of
-//! the same size), and records one [`LayerSpan`] per layer. [`Executor::run_sliced`] computes
-//! each layer as a union of disjoint slices, the primitive the cooperative executor builds on.
+//! preallocates the value buffers (a dead value's buffer is reused for a later value of any
+//! size: see `pick_buffer`), and records one [`LayerSpan`] per layer.
+//! [`Executor::run_sliced`] computes each layer as a union of disjoint slices, the primitive
+//! the cooperative executor builds on.
 //!
 //! [`Executor::new_quantized`] runs a [`QuantizedModel`] instead: every buffer then holds a
 //! QUInt8 value ([`Value::Q8`]), graph inputs are quantized on entry (inside the traced
