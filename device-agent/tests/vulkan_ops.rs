@@ -109,6 +109,8 @@ fn backends() -> Vec<VulkanBackend> {
             ConvShaders::Direct => ConvShaders::SmallTiles,
             _ => ConvShaders::Direct,
         }),
+        // This one polls its fence before blocking: both waits are exercised.
+        fence_poll: Some(std::time::Duration::from_micros(500)),
     }) {
         v.push(b2);
     }
@@ -116,6 +118,7 @@ fn backends() -> Vec<VulkanBackend> {
         device: None,
         memory: None,
         conv: Some(ConvShaders::Tiled),
+        fence_poll: None,
     }) {
         v.push(b3);
     }

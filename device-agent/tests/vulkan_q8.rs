@@ -197,6 +197,8 @@ fn backends() -> Vec<VulkanBackend> {
             ConvShaders::Direct => ConvShaders::SmallTiles,
             _ => ConvShaders::Direct,
         }),
+        // This one polls its fence before blocking: both waits are exercised.
+        fence_poll: Some(std::time::Duration::from_micros(500)),
     }) {
         v.push(b2);
     }
@@ -204,6 +206,7 @@ fn backends() -> Vec<VulkanBackend> {
         device: None,
         memory: None,
         conv: Some(ConvShaders::Tiled),
+        fence_poll: None,
     }) {
         v.push(b3);
     }
@@ -397,6 +400,7 @@ fn vulkan_q8_staged_transfers_are_timed() {
         device: None,
         memory: Some(MemoryModel::Staged),
         conv: None,
+        fence_poll: None,
     }) else {
         return;
     };
@@ -404,6 +408,7 @@ fn vulkan_q8_staged_transfers_are_timed() {
         device: None,
         memory: Some(MemoryModel::Unified),
         conv: None,
+        fence_poll: None,
     }) else {
         return;
     };

@@ -155,6 +155,7 @@ fn vulkan_whole_network_equals_per_layer() {
             device: None,
             memory: Some(memory),
             conv: None,
+            fence_poll: None,
         };
         let mut per_layer =
             Executor::new(&graph, backend_with(opts()).unwrap(), precision).unwrap();

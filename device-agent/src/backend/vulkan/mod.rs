@@ -222,6 +222,10 @@ pub struct VulkanOptions {
     /// Convolution shaders; `None`: `ULAYER_VK_CONV` (`tiled`, `small` or `direct`), else
     /// [`ConvShaders::SmallTiles`] on GPUs and [`ConvShaders::Direct`] on CPU devices.
     pub conv: Option<ConvShaders>,
+    /// How long a wait for the GPU polls its fence (yielding the core between polls) before
+    /// it blocks in the driver; `None`: `ULAYER_VK_FENCE_POLL_US` (microseconds), else 0
+    /// (block at once).
+    pub fence_poll: Option<std::time::Duration>,
 }
 
 /// Which shaders compute (non-depthwise) convolutions.
@@ -300,6 +304,8 @@ struct RunState {
     dummy: Buffer,
     calib: Option<Calibration>,
     dispatches: Vec<Dispatch>,
+    /// How long a wait polls the fence before it blocks (see [`VulkanOptions::fence_poll`]).
+    fence_poll: std::time::Duration,
 }
 
 impl Drop for RunState {
@@ -337,7 +343,7 @@ fn descriptor_pool(d: &ash::Device, sets: u32) -> Result<vk::DescriptorPool> {
 }
 
 impl RunState {
-    fn new(ctx: &Arc<Context>) -> Result<RunState> {
+    fn new(ctx: &Arc<Context>, fence_poll: std::time::Duration) -> Result<RunState> {
         let d = &ctx.dev.device;
         // SAFETY: valid create infos on a live device; destroyed in Drop.
         unsafe {
@@ -385,6 +391,7 @@ impl RunState {
                 dummy: Buffer::new(ctx, 16, BufKind::Device)?,
                 calib: None,
                 dispatches: Vec::new(),
+                fence_poll,
             };
             st.calibrate()?;
             Ok(st)
@@ -418,6 +425,16 @@ impl RunState {
             let t0 = monotonic_ns();
             d.queue_submit(self.ctx.dev.queue, &submit, self.fence)
                 .map_err(vk_err("submit"))?;
+            if !self.fence_poll.is_zero() {
+                let t = std::time::Instant::now();
+                while !d
+                    .get_fence_status(self.fence)
+                    .map_err(vk_err("fence status"))?
+                    && t.elapsed() < self.fence_poll
+                {
+                    std::thread::yield_now();
+                }
+            }
             let waited = d.wait_for_fences(&[self.fence], true, u64::MAX);
             let t1 = monotonic_ns();
             waited.map_err(vk_err("wait"))?;
@@ -918,8 +935,19 @@ impl VulkanBackend {
                 }
             },
         };
+        let fence_poll = match opts.fence_poll {
+            Some(d) => d,
+            None => match std::env::var("ULAYER_VK_FENCE_POLL_US").ok().as_deref() {
+                None | Some("") => std::time::Duration::ZERO,
+                Some(v) => std::time::Duration::from_micros(v.trim().parse().map_err(|_| {
+                    Error::Other(format!(
+                        "ULAYER_VK_FENCE_POLL_US must be a whole number of microseconds, not '{v}'"
+                    ))
+                })?),
+            },
+        };
         let ctx = Arc::new(Context::new(device.as_deref(), memory)?);
-        let state = RunState::new(&ctx)?;
+        let state = RunState::new(&ctx, fence_poll)?;
         let conv = match opts.conv {
             Some(c) => c,
             None => match std::env::var("ULAYER_VK_CONV").ok().as_deref() {
