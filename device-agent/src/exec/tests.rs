@@ -239,33 +239,40 @@ fn bad_plans_and_precisions_are_errors() {
     assert!(err.to_string().contains("c1"), "names the node: {err}");
 }
 
-#[test]
-fn buffers_are_reused_along_a_chain() {
-    let mut rng = Rng::new(6);
-    let nodes: Vec<Node> = (0..8)
-        .map(|i| {
+/// A chain of convolutions `l0 → l1 → …` on input `x` of `shape`; the last one is the output.
+fn chain(name: &str, shape: &[usize], convs: Vec<Conv2d>) -> Graph {
+    let n = convs.len();
+    let nodes = convs
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
             let input = if i == 0 {
                 "x".to_string()
             } else {
                 format!("l{}", i - 1)
             };
-            node(
-                &format!("l{i}"),
-                Op::Conv2d(conv(&mut rng, 8, 8, 3, 1, if i % 2 == 0 { 8 } else { 1 })),
-                &[&input],
-            )
+            node(&format!("l{i}"), Op::Conv2d(c), &[&input])
         })
         .collect();
-    let g = Graph {
-        name: "chain".into(),
+    Graph {
+        name: name.into(),
         inputs: vec![ValueInfo {
             name: "x".into(),
-            shape: vec![1, 8, 9, 9],
+            shape: shape.to_vec(),
         }],
         nodes,
-        outputs: vec!["l7".into()],
+        outputs: vec![format!("l{}", n - 1)],
         weights: WeightsOrigin::Seeded,
-    };
+    }
+}
+
+#[test]
+fn buffers_are_reused_along_a_chain() {
+    let mut rng = Rng::new(6);
+    let convs = (0..8)
+        .map(|i| conv(&mut rng, 8, 8, 3, 1, if i % 2 == 0 { 8 } else { 1 }))
+        .collect();
+    let g = chain("chain", &[1, 8, 9, 9], convs);
     let exec =
         Executor::new(&g, CpuBackend::new(1).expect("backend"), Precision::F32).expect("prepare");
     assert_eq!(exec.buffers(), 2, "a chain ping-pongs between two buffers");
@@ -276,33 +283,12 @@ fn buffers_are_reused_across_sizes() {
     // Widths that never repeat back to back: a same-size-only rule needs a buffer per width.
     let widths = [8, 16, 4, 12, 6, 20, 5, 9];
     let mut rng = Rng::new(7);
-    let nodes: Vec<Node> = widths
+    let convs = widths
         .windows(2)
-        .enumerate()
-        .map(|(i, w)| {
-            let input = if i == 0 {
-                "x".to_string()
-            } else {
-                format!("l{}", i - 1)
-            };
-            node(
-                &format!("l{i}"),
-                Op::Conv2d(conv(&mut rng, w[0], w[1], 1, 1, 1)),
-                &[&input],
-            )
-        })
+        .map(|w| conv(&mut rng, w[0], w[1], 1, 1, 1))
         .collect();
-    let last = format!("l{}", nodes.len() - 1);
-    let g = Graph {
-        name: "widths".into(),
-        inputs: vec![ValueInfo {
-            name: "x".into(),
-            shape: vec![1, 8, 5, 7],
-        }],
-        nodes,
-        outputs: vec![last.clone()],
-        weights: WeightsOrigin::Seeded,
-    };
+    let g = chain("widths", &[1, 8, 5, 7], convs);
+    let last = g.outputs[0].clone();
     let mut exec =
         Executor::new(&g, CpuBackend::new(1).expect("backend"), Precision::F32).expect("prepare");
     assert_eq!(
