@@ -7,11 +7,22 @@ use std::ops::Range;
 ///
 /// `data` may be longer than the tensor: a buffer [refitted](Tensor::refit) to a smaller
 /// value keeps its storage, and only the first `len` elements are the tensor's.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Tensor {
     shape: Vec<usize>,
     len: usize,
     data: Vec<f32>,
+}
+
+/// Copies the tensor's elements only, not the rest of a refitted buffer's storage.
+impl Clone for Tensor {
+    fn clone(&self) -> Self {
+        Tensor {
+            shape: self.shape.clone(),
+            len: self.len,
+            data: self.data().to_vec(),
+        }
+    }
 }
 
 impl PartialEq for Tensor {
@@ -201,6 +212,28 @@ impl<'a> SharedTensor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refit_keeps_the_storage_and_clone_copies_only_the_tensor() {
+        let mut t = Tensor::from_vec(&[2, 3], (0..6).map(|i| i as f32).collect()).expect("t");
+        let ptr = t.data().as_ptr();
+        t.refit(&[1, 2]);
+        assert_eq!(
+            (t.shape(), t.data(), t.len()),
+            (&[1, 2][..], &[0.0, 1.0][..], 2)
+        );
+        assert_eq!(t, Tensor::from_vec(&[1, 2], vec![0.0, 1.0]).expect("u"));
+        let c = t.clone();
+        assert_eq!((c.data.len(), c.into_vec()), (2, vec![0.0, 1.0]));
+        // Back within the storage: no allocation, the elements are what the storage held.
+        t.refit(&[3, 2]);
+        assert_eq!(t.data().as_ptr(), ptr);
+        assert_eq!(t.data(), &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        // Past it: grown, the new elements zero.
+        t.refit(&[7]);
+        assert_eq!(t.data()[6], 0.0);
+        assert_eq!(t.clone().into_vec().len(), 7);
+    }
 
     #[test]
     fn from_vec_checks_size() {

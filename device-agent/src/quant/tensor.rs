@@ -76,12 +76,24 @@ impl QParams {
 ///
 /// `data` may be longer than the tensor: a buffer [refitted](QTensor::refit) to a smaller
 /// value keeps its storage, and only the first `len` codes are the tensor's.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct QTensor {
     shape: Vec<usize>,
     len: usize,
     data: Vec<u8>,
     q: QParams,
+}
+
+/// Copies the tensor's codes only, not the rest of a refitted buffer's storage.
+impl Clone for QTensor {
+    fn clone(&self) -> Self {
+        QTensor {
+            shape: self.shape.clone(),
+            len: self.len,
+            data: self.data().to_vec(),
+            q: self.q,
+        }
+    }
 }
 
 impl PartialEq for QTensor {
@@ -356,6 +368,20 @@ impl Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refit_keeps_the_storage_and_clone_copies_only_the_tensor() {
+        let q = QParams::from_range(-1.0, 1.0);
+        let mut t = QTensor::from_vec(&[2, 3], vec![1, 2, 3, 4, 5, 6], q).expect("t");
+        t.refit(&[2]);
+        assert_eq!((t.shape(), t.data()), (&[2][..], &[1u8, 2][..]));
+        assert_eq!(t, QTensor::from_vec(&[2], vec![1, 2], q).expect("u"));
+        assert_eq!(t.clone().data.len(), 2);
+        t.refit(&[6]);
+        assert_eq!(t.data(), &[1, 2, 3, 4, 5, 6]);
+        t.refit(&[8]);
+        assert_eq!(&t.data()[6..], &[q.zero_point; 2]);
+    }
 
     #[test]
     fn range_includes_zero_and_rounds_zero_point() {
