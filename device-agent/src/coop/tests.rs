@@ -445,3 +445,22 @@ fn mechanism_names_and_precisions() {
     assert!(e.contains("cpu (f32|quint8)"), "{e}");
     assert!(Mechanism::parse_with("ulayer", Precision::Quint8).is_ok());
 }
+
+/// A saved profile reads back bit for bit: a plan must be the same from the profile in memory
+/// and from its file. 1.3735551834106445 (a GPU ns/byte measured under lavapipe) read back
+/// one ULP off before serde_json's `float_roundtrip` was enabled.
+#[test]
+fn profile_file_reads_back_every_float_exactly() {
+    let mut p = profile(972.0, 1.5);
+    p.sync.gpu_ns_per_byte = 1.373_555_183_410_644_5;
+    p.seconds = 0.653_624_579;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profile.json");
+    p.save(&path).unwrap();
+    let back = Profile::load(&path).unwrap();
+    assert_eq!(
+        back.sync.gpu_ns_per_byte.to_bits(),
+        p.sync.gpu_ns_per_byte.to_bits()
+    );
+    assert_eq!(back, p);
+}
