@@ -1,7 +1,6 @@
 //! A campaign end to end: the real `ulab` binary, the real agent process, the simulated
 //! Monsoon monitor on a real pseudo-terminal following the agent's pid, real files.
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn local_campaign_with_the_simulated_monitor_writes_tables_polars_reads_back() {

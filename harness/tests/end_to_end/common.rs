@@ -1,5 +1,4 @@
 //! Shared helpers of the campaign tests: the binaries, campaign files, result folders.
-#![allow(dead_code)]
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

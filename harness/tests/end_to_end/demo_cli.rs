@@ -1,8 +1,7 @@
 //! `ulab demo --campaign FILE`: the demo's path (the runner, then the report) on a tiny
 //! campaign — one model, mechanism and precision, a few runs, the simulated monitor —
 //! instead of the embedded demo campaign, which takes minutes.
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn demo_with_a_tiny_campaign_writes_results_and_the_report_and_resumes() {

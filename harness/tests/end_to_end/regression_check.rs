@@ -6,8 +6,7 @@
 //! The slowdown is real, not edited numbers: the slowed campaign runs the agent with
 //! `ULAYER_CPU_ISA=scalar`, which forces the scalar fallback kernels (about 2.3× slower than
 //! AVX2 here) — what a build that lost its SIMD kernels would do to a lab's numbers.
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::Path;
 
 /// Thresholds for a noisy 2-core host: latency or energy up 50% fails

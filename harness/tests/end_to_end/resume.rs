@@ -3,8 +3,7 @@
 //! configuration. Each interruption is done for real: SIGKILL to ulab, SIGKILL to the agent
 //! process (ULAB_FAULT=kill-agent), the simulated monitor's pty closed mid-job
 //! (ULAB_FAULT=disconnect).
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 const MATRIX: &str = "models = [\"squeezenet1.1\", \"mobilenet-v1\", \"alexnet\"]\nmechanisms = [\"cpu\"]\nprecisions = [\"f32\"]";

@@ -1,7 +1,6 @@
 //! `ulab run --shard i/n` + `ulab merge` give the unsharded run's configuration set; merge
 //! refuses parts of different campaigns.
-mod common;
-use common::*;
+use crate::common::*;
 
 const MATRIX: &str = "models = [\"mobilenet-v1\", \"squeezenet1.1\"]\nmechanisms = [\"cpu\"]\nprecisions = [\"f32\", \"quint8\"]";
 

@@ -2,8 +2,7 @@
 //! keys made in a temporary folder; `ulab` pushes the agent and the data over scp, checks the
 //! agent with hello, runs a campaign through it. Skips (saying so) only when sshd is not
 //! installed or this is not root (sshd must run as root to switch to the user).
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,7 +1,6 @@
 //! A results folder written exactly in the harness's schema (`harness/src/results.rs`:
 //! runs, layers and summary tables as Parquet and CSV, metadata.json, configs/<slug>/ with
 //! result.json, job.json and a monitor trace), with deterministic synthetic numbers.
-#![allow(dead_code)]
 use monsoon::trace::{TraceMeta, TraceWriter};
 use monsoon::Sample;
 use polars::prelude::*;

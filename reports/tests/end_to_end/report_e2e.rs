@@ -1,10 +1,9 @@
 //! End to end on a results folder. The harness's simulator campaign (`ulab run
 //! campaigns/demo.toml`) was not available when these tests were written, so the folder is
-//! a fixture written with polars in exactly the harness's schema (tests/common), including
+//! a fixture written with polars in exactly the harness's schema (common.rs), including
 //! per-configuration job.json spans and monitor traces.
-mod common;
 
-use common::Fixture;
+use crate::common::Fixture;
 use reports::check::{self, Rules, Status};
 use reports::RenderOptions;
 use std::path::{Path, PathBuf};
@@ -14,7 +13,7 @@ fn tmp() -> tempfile::TempDir {
 }
 
 fn fixture(dir: &Path, fx: &Fixture) -> PathBuf {
-    common::write(dir, fx);
+    crate::common::write(dir, fx);
     dir.to_path_buf()
 }
 
