@@ -222,8 +222,35 @@ pub struct Measurement {
     /// Output channels and rows computed.
     pub c: usize,
     pub h: usize,
-    /// Median time, ns.
+    /// The slice's time, ns: its rounds' [`Aggregate`] (the profile's `aggregate`).
     pub ns: f64,
+    /// The time of each round, ns (profiles made before these were kept have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds_ns: Vec<f64>,
+}
+
+/// How a slice's rounds make its time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    /// The median round.
+    #[default]
+    Median,
+    /// The fastest round. Interference on a shared machine only ever slows a run down, so
+    /// the minimum is the estimate that repeats best (Chen and Revels, "Robust benchmarking
+    /// in noisy environments", 2016).
+    Min,
+}
+
+impl Aggregate {
+    /// The aggregate of `v` (0 when empty).
+    pub fn of(self, v: &[f64]) -> f64 {
+        let mut v = v.to_vec();
+        match self {
+            Aggregate::Median => median(&mut v),
+            Aggregate::Min => v.into_iter().reduce(f64::min).unwrap_or(0.0),
+        }
+    }
 }
 
 /// One layer split between the processors and run concurrently.
@@ -262,6 +289,9 @@ pub struct Profile {
     /// CPU threads used.
     pub cpu_threads: usize,
     pub sync: SyncCost,
+    /// How each measurement's rounds were made one time.
+    #[serde(default)]
+    pub aggregate: Aggregate,
     pub measurements: Vec<Measurement>,
     pub coop: Vec<CoopMeasurement>,
     /// What could not be measured and why.
@@ -293,6 +323,23 @@ impl Profile {
         Ok(p)
     }
 
+    /// Re-makes every measurement's time from its rounds with `aggregate`; an error when the
+    /// profile did not keep its rounds.
+    pub fn reaggregate(&mut self, aggregate: Aggregate) -> Result<()> {
+        if let Some(m) = self.measurements.iter().find(|m| m.rounds_ns.is_empty()) {
+            return Err(Error::Other(format!(
+                "the profile kept no rounds (first: {} on {:?} {}), so its times cannot be \
+                 re-made as the {aggregate:?}: profile again with this agent",
+                m.source, m.processor, m.precision
+            )));
+        }
+        for m in &mut self.measurements {
+            m.ns = aggregate.of(&m.rounds_ns);
+        }
+        self.aggregate = aggregate;
+        Ok(())
+    }
+
     /// Writes the profile as JSON.
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         if let Some(dir) = path.parent() {
@@ -321,10 +368,12 @@ pub struct ProfileOptions {
     /// Timed repetitions per slice on the CPU (cheap: small layers take microseconds).
     pub cpu_reps: usize,
     /// Rounds over all layers: every slice is timed once per round (its median over `reps`
-    /// back-to-back runs) and keeps the median over rounds. Back-to-back runs share the
-    /// machine's state of that moment; rounds spread each slice over the whole profile, so
-    /// one slow spell of a shared host spoils one round, not the slice.
+    /// back-to-back runs) and keeps the [`Aggregate`] of its rounds. Back-to-back runs share
+    /// the machine's state of that moment; rounds spread each slice over the whole profile,
+    /// so one slow spell of a shared host spoils one round, not the slice.
     pub rounds: usize,
+    /// How a slice's rounds make its time.
+    pub aggregate: Aggregate,
     /// Layers with more multiply-accumulates are skipped.
     pub max_macs: u64,
     /// (processor, precision) pairs to measure.
@@ -343,6 +392,7 @@ impl ProfileOptions {
             reps: 3,
             cpu_reps: 5,
             rounds: 5,
+            aggregate: Aggregate::default(),
             max_macs: u64::MAX,
             targets: vec![
                 (Processor::Cpu, Precision::F32),
@@ -365,6 +415,7 @@ impl ProfileOptions {
             reps: 1,
             cpu_reps: 5,
             rounds: 1,
+            aggregate: Aggregate::default(),
             max_macs: 15_000_000,
             targets: vec![
                 (Processor::Cpu, Precision::F32),
@@ -760,7 +811,7 @@ pub fn run_profile<C: Backend, G: Backend>(
     {
         let failed = per_layer.iter().filter(|t| t.is_none()).count();
         for (l, acc) in layers.iter().zip(per_layer) {
-            for (c, h, mut v) in acc.unwrap_or_default() {
+            for (c, h, v) in acc.unwrap_or_default() {
                 measurements.push(Measurement {
                     source: l.source.clone(),
                     layer: l.desc.clone(),
@@ -768,7 +819,8 @@ pub fn run_profile<C: Backend, G: Backend>(
                     precision,
                     c,
                     h,
-                    ns: median(&mut v),
+                    ns: opts.aggregate.of(&v),
+                    rounds_ns: v,
                 });
             }
         }
@@ -866,6 +918,7 @@ pub fn run_profile<C: Backend, G: Backend>(
             gpu_ns_per_byte,
             contention,
         },
+        aggregate: opts.aggregate,
         measurements,
         coop,
         notes,

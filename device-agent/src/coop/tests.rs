@@ -32,6 +32,7 @@ fn profile(sync_ns: f64, contention: f64) -> Profile {
             gpu_ns_per_byte: 0.0,
             contention,
         },
+        aggregate: Default::default(),
         measurements: Vec::new(),
         coop: Vec::new(),
         notes: Vec::new(),
@@ -331,6 +332,7 @@ fn kernel_predictor_learns_stepped_latency() {
                         precision: Precision::F32,
                         c,
                         h: d.h,
+                        rounds_ns: Vec::new(),
                     });
                 }
             }
@@ -370,6 +372,7 @@ fn repeatability_scores_a_second_profile_as_a_predictor() {
                 precision: Precision::Quint8,
                 c,
                 h: d.h,
+                rounds_ns: Vec::new(),
             });
         }
     }
@@ -422,6 +425,7 @@ fn predictor_names_match_what_they_fit() {
             precision: Precision::F32,
             c,
             h: d.h,
+            rounds_ns: Vec::new(),
         })
         .collect();
     for w in [Which::Paper, Which::Kernel, Which::Boosted] {
@@ -463,4 +467,48 @@ fn profile_file_reads_back_every_float_exactly() {
         p.sync.gpu_ns_per_byte.to_bits()
     );
     assert_eq!(back, p);
+}
+
+/// A profile keeps every slice's rounds, so its times can be re-made as the fastest round;
+/// a profile without rounds says so and names the first slice without them.
+#[test]
+fn profile_times_are_re_made_from_the_kept_rounds() {
+    use super::profile::Aggregate;
+    assert_eq!(Aggregate::Median.of(&[30.0, 10.0, 20.0]), 20.0);
+    assert_eq!(Aggregate::Min.of(&[30.0, 10.0, 20.0]), 10.0);
+    assert_eq!(Aggregate::Min.of(&[]), 0.0);
+    let d = super::profile::tests_conv_desc(4, 8, 5);
+    let slice = |source: &str, rounds_ns: Vec<f64>| Measurement {
+        source: source.into(),
+        ns: Aggregate::Median.of(&rounds_ns),
+        layer: d.clone(),
+        processor: Processor::Cpu,
+        precision: Precision::F32,
+        c: d.c,
+        h: d.h,
+        rounds_ns,
+    };
+    let mut p = profile(0.0, 0.0);
+    p.measurements = vec![
+        slice("a", vec![120.0, 100.0, 300.0]),
+        slice("b", vec![50.0, 40.0, 45.0]),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.json");
+    p.save(&path).unwrap();
+    let mut back = Profile::load(&path).unwrap();
+    assert_eq!(back, p, "the rounds are saved");
+    back.reaggregate(Aggregate::Min).unwrap();
+    let ns: Vec<f64> = back.measurements.iter().map(|m| m.ns).collect();
+    assert_eq!(ns, [100.0, 40.0]);
+    assert_eq!(back.aggregate, Aggregate::Min);
+    back.reaggregate(Aggregate::Median).unwrap();
+    assert_eq!(back.measurements, p.measurements);
+
+    p.measurements[1].rounds_ns.clear();
+    let err = p.reaggregate(Aggregate::Min).unwrap_err().to_string();
+    assert!(
+        err.contains("kept no rounds") && err.contains("first: b"),
+        "{err}"
+    );
 }

@@ -1,8 +1,9 @@
 //! The `profile` and `plan` subcommands (cooperative single-layer acceleration).
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use ulayer::backend::Precision;
 use ulayer::coop::predict::{self, Which};
+use ulayer::coop::profile::Aggregate;
 use ulayer::coop::{Mechanism, Profile, ProfileOptions};
 
 /// The arguments of `ulayer-agent profile`.
@@ -13,6 +14,7 @@ pub struct ProfileArgs {
     pub profile: Option<PathBuf>,
     pub repeat: Option<PathBuf>,
     pub rounds: Option<usize>,
+    pub aggregate: Option<Aggregate>,
     pub models: Vec<String>,
     pub max_mmacs: Option<u64>,
     pub threads: usize,
@@ -28,6 +30,7 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
         profile,
         repeat,
         rounds,
+        aggregate,
         models,
         max_mmacs,
         threads,
@@ -45,7 +48,12 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
             Some(p) => p,
             None => ulayer::agent::coop::cached_profile_path(data_dir, &identity()?),
         };
-        Profile::load(&path)?
+        let mut p = Profile::load(&path)?;
+        if let Some(a) = aggregate {
+            p.reaggregate(a)
+                .with_context(|| format!("re-making {}'s times", path.display()))?;
+        }
+        p
     } else {
         let mut opts = if quick {
             ProfileOptions::quick()
@@ -61,6 +69,9 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
         if let Some(r) = rounds {
             anyhow::ensure!(r >= 1, "--rounds must be at least 1");
             opts.rounds = r;
+        }
+        if let Some(a) = aggregate {
+            opts.aggregate = a;
         }
         let prof = ulayer::agent::coop::profile_device(&opts, threads, |line| {
             eprintln!("profile: {line}")
@@ -80,7 +91,12 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
     };
     let mut acc = predict::evaluate(&prof);
     if let Some(path) = repeat {
-        let second = Profile::load(&path)?;
+        let mut second = Profile::load(&path)?;
+        if let Some(a) = aggregate {
+            second
+                .reaggregate(a)
+                .with_context(|| format!("re-making {}'s times", path.display()))?;
+        }
         if second.identity != prof.identity {
             anyhow::bail!(
                 "{} is a profile of another device ({}), not of {}",
@@ -99,6 +115,7 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
                 "sync": prof.sync,
                 "notes": prof.notes,
                 "measurements": prof.measurements.len(),
+                "aggregate": prof.aggregate,
                 "accuracy": acc,
             }))?
         );
@@ -106,9 +123,10 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
     }
     println!("device: {}", prof.identity);
     println!(
-        "{} measurements{}; sync: fork/join {:.1} µs, GPU dispatch {:.1} µs, {:.4} ns/byte, contention {:.2}",
+        "{} measurements{}, each the {:?} of its rounds; sync: fork/join {:.1} µs, GPU dispatch {:.1} µs, {:.4} ns/byte, contention {:.2}",
         prof.measurements.len(),
         if prof.quick { " (quick)" } else { "" },
+        prof.aggregate,
         prof.sync.fork_join_ns / 1e3,
         prof.sync.gpu_dispatch_ns / 1e3,
         prof.sync.gpu_ns_per_byte,

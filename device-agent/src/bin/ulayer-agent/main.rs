@@ -133,10 +133,15 @@ enum Cmd {
         /// to be on this device.
         #[arg(long, requires = "evaluate")]
         repeat: Option<PathBuf>,
-        /// Rounds over all targets and layers (default 5, 1 with --quick): each slice keeps the median
-        /// of its rounds, so one slow spell of a shared machine spoils one round only.
+        /// Rounds over all targets and layers (default 5, 1 with --quick): each slice keeps the
+        /// aggregate of its rounds, so one slow spell of a shared machine spoils one round only.
         #[arg(long, conflicts_with = "evaluate")]
         rounds: Option<usize>,
+        /// How a slice's rounds make its time: the median round or the fastest. With
+        /// --evaluate, the profiles' times are re-made from their kept rounds this way first
+        /// (default: as each profile was made).
+        #[arg(long, value_enum)]
+        aggregate: Option<ulayer::coop::profile::Aggregate>,
         /// Zoo networks whose layers are measured (comma-separated; default: all, or
         /// SqueezeNet with --quick).
         #[arg(long, value_delimiter = ',')]
@@ -488,6 +493,7 @@ fn run(cli: Cli) -> Result<()> {
             profile,
             repeat,
             rounds,
+            aggregate,
             models,
             max_mmacs,
             threads,
@@ -500,6 +506,7 @@ fn run(cli: Cli) -> Result<()> {
                 profile,
                 repeat,
                 rounds,
+                aggregate,
                 models,
                 max_mmacs,
                 threads,

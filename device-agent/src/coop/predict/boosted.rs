@@ -334,6 +334,7 @@ mod tests {
                             precision: Precision::Quint8,
                             c,
                             h: d.h,
+                            rounds_ns: Vec::new(),
                         });
                     }
                 }
