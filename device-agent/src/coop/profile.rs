@@ -243,6 +243,14 @@ pub enum Aggregate {
 }
 
 impl Aggregate {
+    /// What it keeps, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Aggregate::Median => "median round",
+            Aggregate::Min => "fastest round",
+        }
+    }
+
     /// The aggregate of `v` (0 when empty).
     pub fn of(self, v: &[f64]) -> f64 {
         let mut v = v.to_vec();
@@ -329,8 +337,11 @@ impl Profile {
         if let Some(m) = self.measurements.iter().find(|m| m.rounds_ns.is_empty()) {
             return Err(Error::Other(format!(
                 "the profile kept no rounds (first: {} on {:?} {}), so its times cannot be \
-                 re-made as the {aggregate:?}: profile again with this agent",
-                m.source, m.processor, m.precision
+                 re-made as the {}: profile again with this agent",
+                m.source,
+                m.processor,
+                m.precision,
+                aggregate.describe()
             )));
         }
         for m in &mut self.measurements {

@@ -123,10 +123,10 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
     }
     println!("device: {}", prof.identity);
     println!(
-        "{} measurements{}, each the {:?} of its rounds; sync: fork/join {:.1} µs, GPU dispatch {:.1} µs, {:.4} ns/byte, contention {:.2}",
+        "{} measurements{}, each its {}; sync: fork/join {:.1} µs, GPU dispatch {:.1} µs, {:.4} ns/byte, contention {:.2}",
         prof.measurements.len(),
         if prof.quick { " (quick)" } else { "" },
-        prof.aggregate,
+        prof.aggregate.describe(),
         prof.sync.fork_join_ns / 1e3,
         prof.sync.gpu_dispatch_ns / 1e3,
         prof.sync.gpu_ns_per_byte,
