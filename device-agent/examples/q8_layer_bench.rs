@@ -2,7 +2,11 @@
 //! (MobileNet v1 / EfficientNet-Lite0), each variant: best of N runs after warm-up, all inside
 //! one `install` (the worker team awake, as in a network).
 //!
-//! `cargo run --release -p ulayer --example q8_layer_bench [threads] [filter] [runs]`
+//! With a channel fraction `f` < 1, every variant computes the slice of the first
+//! `ceil(f·C)` output channels (as the CPU's part of a split layer), so the cost of a slice
+//! can be set against the whole layer's.
+//!
+//! `cargo run --release -p ulayer --example q8_layer_bench [threads] [filter] [runs] [f]`
 use std::time::Instant;
 use ulayer::backend::cpu::CpuBackend;
 use ulayer::backend::{Backend, Precision};
@@ -41,6 +45,7 @@ fn main() {
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
     let filter = args.get(2).cloned().unwrap_or_default();
     let runs: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let frac: f64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(1.0);
     let b = CpuBackend::new(threads).expect("backend");
     let mut seed = 1u64;
     // name, cin, h, w, cout, k, stride, groups
@@ -73,6 +78,10 @@ fn main() {
         ("pw 320→1280 7", 320, 7, 7, 1280, 1, 1, 1),
         ("pw 1152→192 7", 1152, 7, 7, 192, 1, 1, 1),
         ("pw 1152→320 7", 1152, 7, 7, 320, 1, 1, 1),
+        ("conv3x3 192→384 13", 192, 13, 13, 384, 3, 1, 1),
+        ("conv3x3 128→192 28", 128, 28, 28, 192, 3, 1, 1),
+        ("conv3x3 160→320 14", 160, 14, 14, 320, 3, 1, 1),
+        ("conv3x3 64→192 56", 64, 56, 56, 192, 3, 1, 1),
         ("dw 3x3 32 112", 32, 112, 112, 32, 3, 1, 32),
         ("dw 3x3 144 56", 144, 56, 56, 144, 3, 1, 144),
         ("dw 3x3/2 96 112", 96, 112, 112, 96, 3, 2, 96),
@@ -83,7 +92,7 @@ fn main() {
         ("dw 3x3 1152 7", 1152, 7, 7, 1152, 3, 1, 1152),
     ];
     println!(
-        "{threads} threads · 8-bit variant {}",
+        "{threads} threads · 8-bit variant {} · channel fraction {frac}",
         ulayer::backend::cpu::simd_q8::QIsa::for_isa(b.isa()).name()
     );
     println!(
@@ -117,7 +126,9 @@ fn main() {
             .prepare(&node, &[x.shape()], &shape, Precision::F32)
             .expect("f32");
         let mut y = Tensor::zeros(&shape);
-        let whole = Slice::whole(&shape);
+        let mut whole = Slice::whole(&shape);
+        whole.channels.end = ((cout as f64 * frac).ceil() as usize).clamp(1, cout);
+        let macs = macs * whole.channels.len() as f64 / cout as f64;
         // Every run inside one `install`, as a network's layers run: the workers stay awake.
         let tf = b.install(|| {
             best(runs, || {
