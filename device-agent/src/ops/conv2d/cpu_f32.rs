@@ -225,10 +225,10 @@ impl PackSource for Im2col {
             } else {
                 0
             };
+            // One division for the first output position; the runs after it start rows.
+            let (mut oy, mut ox) = (n0 / g.ow, n0 % g.ow);
             let mut j = 0;
             while j < valid {
-                let nn = n0 + j;
-                let (oy, ox) = (nn / g.ow, nn % g.ow);
                 let run = (g.ow - ox).min(valid - j);
                 let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
                 let dd = d.add(j);
@@ -256,6 +256,8 @@ impl PackSource for Im2col {
                     }
                 }
                 j += run;
+                ox = 0;
+                oy += 1;
             }
             for t in valid..w {
                 *d.add(t) = 0.0;

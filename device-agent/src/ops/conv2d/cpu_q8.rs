@@ -279,10 +279,10 @@ impl QSource for Im2colQ8 {
         } else {
             0
         };
+        // One division for the first output position; the runs after it start rows.
+        let (mut oy, mut ox) = (n0 / g.ow, n0 % g.ow);
         let mut j = 0;
         while j < len {
-            let nn = n0 + j;
-            let (oy, ox) = (nn / g.ow, nn % g.ow);
             let run = (g.ow - ox).min(len - j);
             let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
             let dd = tmp.add(j);
@@ -292,7 +292,10 @@ impl QSource for Im2colQ8 {
                 let row = plane.add(iy as usize * g.w);
                 let a = ox_lo.clamp(ox, ox + run) - ox;
                 let b = ox_hi.clamp(ox + a, ox + run) - ox;
-                std::ptr::write_bytes(dd, self.zx, a);
+                // Runs are short (an output row): skip the empty padding fills' calls.
+                if a > 0 {
+                    std::ptr::write_bytes(dd, self.zx, a);
+                }
                 if g.sw == 1 {
                     let src = row.offset((ox + a) as isize + off);
                     std::ptr::copy_nonoverlapping(src, dd.add(a), b - a);
@@ -306,9 +309,13 @@ impl QSource for Im2colQ8 {
                         dd.add(a),
                     );
                 }
-                std::ptr::write_bytes(dd.add(b), self.zx, run - b);
+                if run > b {
+                    std::ptr::write_bytes(dd.add(b), self.zx, run - b);
+                }
             }
             j += run;
+            ox = 0;
+            oy += 1;
         }
         tmp
     }

@@ -169,6 +169,10 @@ fn general_kernels_strides_dilations_pads() {
                 RELU,
             ),
             (1, 1, 6, 6, 1, [2, 2], [2, 2], [1, 1], [0; 4], 1, NONE),
+            // A deep reduction over a narrow output: the product's tasks take a few columns
+            // each, so im2col rows start mid output row (13 columns, and 7 strided).
+            (1, 192, 13, 13, 24, [3, 3], [1, 1], [1, 1], [1; 4], 1, RELU),
+            (1, 96, 14, 14, 16, [3, 3], [2, 2], [1, 1], [1; 4], 1, NONE),
             (
                 1,
                 8,
