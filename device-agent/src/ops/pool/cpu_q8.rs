@@ -140,8 +140,15 @@ fn plane_rows(
                 // the row into `hm`; an output reads `hm` at its window's start, or `vm` where
                 // the padding clips its window. (Window by window, this layer took 3× the
                 // F32 one.)
-                let kw = pool.kernel[1];
+                let (kw, sw, pl) = (pool.kernel[1], pool.stride[1], pool.pads[1]);
                 let starts = (w + 1).saturating_sub(kw);
+                // Output columns whose whole window lies inside the input row.
+                let inner = pl.div_ceil(sw)..if w + pl >= kw {
+                    (w + pl - kw) / sw + 1
+                } else {
+                    0
+                };
+                let inner = inner.start.min(inner.end)..inner.end;
                 ROWS.with(|rows| {
                     let mut rows = rows.borrow_mut();
                     if rows.len() < 2 * w {
@@ -164,26 +171,30 @@ fn plane_rows(
                             }
                         }
                         hm[..starts].copy_from_slice(&vm[..starts]);
-                        for t in 1..kw {
+                        // (No window start at all where the row is narrower than the window.)
+                        for t in (1..kw).filter(|_| starts > 0) {
                             for (a, &b) in hm[..starts].iter_mut().zip(&vm[t..t + starts]) {
                                 *a = (*a).max(b);
                             }
                         }
-                        for (ox, o) in orow.iter_mut().enumerate() {
-                            let (_, (xs, xe)) = window(
-                                ox,
-                                pool.stride[1],
-                                pool.kernel[1],
-                                pool.pads[1],
-                                pool.pads[3],
-                                w,
-                            );
-                            let m = if xe - xs == kw {
-                                hm[xs]
-                            } else {
-                                vm[xs..xe].iter().fold(0, |a, &v| a.max(v))
-                            };
-                            *o = table.as_ref().map_or(m, |t| t[m as usize]);
+                        // Outputs whose window lies inside the row read `hm` at its start
+                        // (a copy at stride 1); the others, clipped by the padding, fold `vm`.
+                        let (lo, hi) = (inner.start.min(orow.len()), inner.end.min(orow.len()));
+                        if sw == 1 && lo < hi {
+                            orow[lo..hi].copy_from_slice(&hm[lo - pl..hi - pl]);
+                        } else {
+                            for (ox, o) in orow[lo..hi].iter_mut().enumerate() {
+                                *o = hm[(lo + ox) * sw - pl];
+                            }
+                        }
+                        for ox in (0..lo).chain(hi..orow.len()) {
+                            let (_, (xs, xe)) = window(ox, sw, kw, pl, pool.pads[3], w);
+                            orow[ox] = vm[xs..xe].iter().fold(0, |a, &v| a.max(v));
+                        }
+                        if let Some(t) = table {
+                            for o in orow.iter_mut() {
+                                *o = t[*o as usize];
+                            }
                         }
                     }
                 });

@@ -23,6 +23,9 @@ fn pools() -> Vec<(Pool, [usize; 4])> {
         (p(3, 1, [1; 4], false, false), [2, 4, 6, 5]),
         (p(3, 1, [1; 4], false, true), [1, 13, 7, 7]),
         (p(5, 3, [2, 1, 2, 1], true, false), [1, 8, 11, 10]),
+        // Rows narrower than the window: every window clipped by the padding.
+        (p(5, 1, [2; 4], false, false), [1, 3, 4, 2]),
+        (p(3, 2, [1; 4], true, false), [1, 5, 2, 2]),
     ]
 }
 
