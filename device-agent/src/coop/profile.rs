@@ -253,10 +253,9 @@ impl Aggregate {
 
     /// The aggregate of `v` (0 when empty).
     pub fn of(self, v: &[f64]) -> f64 {
-        let mut v = v.to_vec();
         match self {
-            Aggregate::Median => median(&mut v),
-            Aggregate::Min => v.into_iter().reduce(f64::min).unwrap_or(0.0),
+            Aggregate::Median => median(&mut v.to_vec()),
+            Aggregate::Min => v.iter().copied().reduce(f64::min).unwrap_or(0.0),
         }
     }
 }

@@ -142,13 +142,14 @@ fn plane_rows(
                 // F32 one.)
                 let (kw, sw, pl) = (pool.kernel[1], pool.stride[1], pool.pads[1]);
                 let starts = (w + 1).saturating_sub(kw);
-                // Output columns whose whole window lies inside the input row.
-                let inner = pl.div_ceil(sw)..if w + pl >= kw {
+                // Output columns `lo..hi` have their whole window inside the input row.
+                let hi = if w + pl >= kw {
                     (w + pl - kw) / sw + 1
                 } else {
                     0
-                };
-                let inner = inner.start.min(inner.end)..inner.end;
+                }
+                .min(ow);
+                let lo = pl.div_ceil(sw).min(hi);
                 ROWS.with(|rows| {
                     let mut rows = rows.borrow_mut();
                     if rows.len() < 2 * w {
@@ -179,7 +180,6 @@ fn plane_rows(
                         }
                         // Outputs whose window lies inside the row read `hm` at its start
                         // (a copy at stride 1); the others, clipped by the padding, fold `vm`.
-                        let (lo, hi) = (inner.start.min(orow.len()), inner.end.min(orow.len()));
                         if sw == 1 && lo < hi {
                             orow[lo..hi].copy_from_slice(&hm[lo - pl..hi - pl]);
                         } else {
