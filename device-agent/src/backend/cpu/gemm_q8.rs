@@ -193,12 +193,26 @@ impl PackedQWeights {
 
 /// Where the `B[K, N]` operand's codes come from.
 pub trait QSource: Sync {
-    /// `len` codes of row `k` of `B` from column `n0`: a pointer to them (into the tensor, or
-    /// into `tmp`, which holds at least `len` bytes and may be written).
+    /// What a task works out once for its columns and reuses for every row it fetches.
+    type Cols;
+
+    /// The per-task state for columns `n0..n0 + len`.
+    fn cols(&self, n0: usize, len: usize) -> Self::Cols;
+
+    /// `len` codes of row `k` of `B` from column `n0` (those of `cols`): a pointer to them
+    /// (into the tensor, or into `tmp`, which holds at least `len + 16` bytes and may be
+    /// written; bytes past `len` are the next row's, fetched after this one).
     ///
     /// # Safety
-    /// `k < K` and `n0 + len <= N` of the source.
-    unsafe fn row(&self, k: usize, n0: usize, len: usize, tmp: *mut u8) -> *const u8;
+    /// `k < K`, `n0 + len <= N` of the source, and `cols` made for `n0` and `len`.
+    unsafe fn row(
+        &self,
+        cols: &Self::Cols,
+        k: usize,
+        n0: usize,
+        len: usize,
+        tmp: *mut u8,
+    ) -> *const u8;
 }
 
 /// A strided matrix of codes: `B[k, n] = ptr[k·sk + n·sn]` (1×1 convolution: `sk = H·W,
@@ -215,8 +229,12 @@ unsafe impl Sync for QMatrix {}
 unsafe impl Send for QMatrix {}
 
 impl QSource for QMatrix {
+    type Cols = ();
+
+    fn cols(&self, _: usize, _: usize) {}
+
     #[inline(always)]
-    unsafe fn row(&self, k: usize, n0: usize, len: usize, tmp: *mut u8) -> *const u8 {
+    unsafe fn row(&self, _: &(), k: usize, n0: usize, len: usize, tmp: *mut u8) -> *const u8 {
         let base = self.ptr.add(k * self.sk + n0 * self.sn);
         if self.sn == 1 {
             return base;
@@ -366,13 +384,14 @@ unsafe fn pack<D: QDot, S: QSource>(
     let len = n_end.saturating_sub(n0);
     let panels = len.div_ceil(w);
     let kg = D::KG;
+    let cols = src.cols(n0, len);
     for g in 0..groups {
         let mut rows = [std::ptr::null::<u8>(); 4];
         for (t, r) in rows.iter_mut().enumerate().take(kg) {
             let kk = g * kg + t;
             let at = tmp.add(t * len);
             *r = if kk < k {
-                src.row(kk, n0, len, at)
+                src.row(&cols, kk, n0, len, at)
             } else {
                 // Rows past K (the last group only): zeros, as the weights there.
                 std::ptr::write_bytes(at, 0, len);
