@@ -8,6 +8,7 @@
 //!
 //! Bias and the fused activation are applied in the product's tile store.
 use super::cpu_f32_depthwise::{self as dw, PreparedDepthwise};
+use super::padded::{with_reals, Im2colPlan};
 use super::Conv2d;
 use crate::backend::cpu::gemm::{
     self, MatrixSource, Orientation, OutView, PackSource, PackedWeights,
@@ -51,10 +52,11 @@ pub struct PreparedConv {
 
 #[derive(Debug)]
 enum Algo {
-    /// One packed weight matrix per group; `direct`: the input is the `B` operand as is.
+    /// One packed weight matrix per group; without `im2col` (1×1, stride 1, no padding) the
+    /// input is the `B` operand as is.
     Gemm {
         groups: Vec<PackedWeights>,
-        direct: bool,
+        im2col: Option<Im2colPlan>,
     },
     Depthwise(PreparedDepthwise),
 }
@@ -65,11 +67,15 @@ impl PreparedConv {
     pub fn algorithm(&self) -> String {
         match &self.algo {
             Algo::Depthwise(_) => "depthwise".into(),
-            Algo::Gemm { groups, direct } => {
+            Algo::Gemm { groups, im2col } => {
                 let o = groups.first().map(|g| g.orientation());
                 format!(
                     "{}{}",
-                    if *direct { "gemm-1x1" } else { "gemm-im2col" },
+                    if im2col.is_none() {
+                        "gemm-1x1"
+                    } else {
+                        "gemm-im2col"
+                    },
                     if o == Some(Orientation::ActivationsBroadcast) {
                         "-t"
                     } else {
@@ -127,7 +133,10 @@ pub fn prepare(
             })
             .collect();
         let direct = kh == 1 && kw == 1 && c.stride == [1, 1] && c.pads == [0; 4];
-        Algo::Gemm { groups, direct }
+        Algo::Gemm {
+            groups,
+            im2col: (!direct).then(|| Im2colPlan::new(&geom)),
+        }
     };
     Ok(PreparedConv { geom, clamp, algo })
 }
@@ -143,59 +152,72 @@ pub fn run(
     let g = &p.geom;
     match &p.algo {
         Algo::Depthwise(d) => dw::run(ctx, d, g, p.clamp, x, out, slice),
-        Algo::Gemm { groups, direct } => {
+        Algo::Gemm { groups, im2col } => {
             let ns = slice.rows.start * g.ow..slice.rows.end * g.ow;
             for b in 0..g.n {
-                for (gi, pw) in groups.iter().enumerate() {
-                    let m0 = gi * g.cout_g;
-                    let (lo, hi) = (
-                        slice.channels.start.max(m0),
-                        slice.channels.end.min(m0 + g.cout_g),
-                    );
-                    if lo >= hi {
-                        continue;
+                let image = &x.data()[b * g.cin * g.h * g.w..(b + 1) * g.cin * g.h * g.w];
+                let len = im2col.as_ref().map_or(0, |i| g.cin * i.pad.plane());
+                with_reals(len, |padded| {
+                    if let Some(i) = im2col {
+                        i.pad.fill(image, g.h, g.w, 0.0, padded);
                     }
-                    let x_off = (b * g.cin + gi * g.cin_g) * g.h * g.w;
-                    let xb = x.data()[x_off..].as_ptr();
-                    // SAFETY: the output block (channels lo..hi of image b, rows of the slice) lies
-                    // inside `out` (checked by the backend) and belongs to the caller; the input
-                    // pointer covers this group's `cin_g` planes.
-                    unsafe {
-                        let ov = OutView {
-                            ptr: out.as_ptr().add((b * g.cout + m0) * g.oh * g.ow),
-                            sm: g.oh * g.ow,
-                            sn: 1,
-                        };
-                        if *direct {
-                            let src = MatrixSource {
-                                ptr: xb,
-                                sk: g.h * g.w,
+                    for (gi, pw) in groups.iter().enumerate() {
+                        let m0 = gi * g.cout_g;
+                        let (lo, hi) = (
+                            slice.channels.start.max(m0),
+                            slice.channels.end.min(m0 + g.cout_g),
+                        );
+                        if lo >= hi {
+                            continue;
+                        }
+                        // SAFETY: the output block (channels lo..hi of image b, rows of the
+                        // slice) lies inside `out` (checked by the backend) and belongs to the
+                        // caller; the input pointers cover this group's `cin_g` planes (as
+                        // they are, or padded).
+                        unsafe {
+                            let ov = OutView {
+                                ptr: out.as_ptr().add((b * g.cout + m0) * g.oh * g.ow),
+                                sm: g.oh * g.ow,
                                 sn: 1,
                             };
-                            gemm::gemm(ctx, pw, &src, lo - m0..hi - m0, ns.clone(), ov, p.clamp);
-                        } else {
-                            let src = Im2col { x: xb, g: *g };
-                            gemm::gemm(ctx, pw, &src, lo - m0..hi - m0, ns.clone(), ov, p.clamp);
+                            let (ms, ns) = (lo - m0..hi - m0, ns.clone());
+                            if let Some(plan) = im2col {
+                                let src = Im2col {
+                                    x: padded[gi * g.cin_g * plan.pad.plane()..].as_ptr(),
+                                    plan,
+                                    g,
+                                };
+                                gemm::gemm(ctx, pw, &src, ms, ns, ov, p.clamp);
+                            } else {
+                                let src = MatrixSource {
+                                    ptr: image[gi * g.cin_g * g.h * g.w..].as_ptr(),
+                                    sk: g.h * g.w,
+                                    sn: 1,
+                                };
+                                gemm::gemm(ctx, pw, &src, ms, ns, ov, p.clamp);
+                            }
                         }
                     }
-                }
+                });
             }
             Ok(())
         }
     }
 }
 
-/// The im2col view of one group's input planes: `B[k, n]` with `k = (ci·kh + ky)·kw + kx`
-/// and `n = oy·ow + ox`, zero where the window falls in the padding.
-struct Im2col {
+/// The im2col view of one group's padded input planes (see [`super::padded`]): `B[k, n]`
+/// with `k = (ci·kh + ky)·kw + kx` and `n = oy·ow + ox`.
+struct Im2col<'a> {
+    /// The group's first padded plane.
     x: *const f32,
-    g: ConvGeom,
+    plan: &'a Im2colPlan,
+    g: &'a ConvGeom,
 }
 
-// SAFETY: read-only view of an input tensor that outlives the product.
-unsafe impl Sync for Im2col {}
+// SAFETY: read-only view of padded planes that outlive the product.
+unsafe impl Sync for Im2col<'_> {}
 
-impl PackSource for Im2col {
+impl PackSource for Im2col<'_> {
     #[inline(always)]
     unsafe fn pack<S: Simd>(
         &self,
@@ -206,53 +228,22 @@ impl PackSource for Im2col {
         w: usize,
         dst: *mut f32,
     ) {
-        let g = &self.g;
-        let khw = g.kh * g.kw;
+        let g = self.g;
         let valid = n_end.saturating_sub(n0).min(w);
+        // Divisions once per panel; each row of B then repeats the same runs.
+        let (oy0, ox0) = (n0 / g.ow, n0 % g.ow);
         for k in k0..k1 {
-            let (ci, ky, kx) = (k / khw, (k / g.kw) % g.kh, k % g.kw);
+            let base = *self.plan.k_off.get_unchecked(k);
             let d = dst.add((k - k0) * w);
-            let plane = self.x.add(ci * g.h * g.w);
-            // Columns ox with 0 <= ox·sw + off < w.
-            let off = (kx * g.dw) as isize - g.pl as isize;
-            let ox_lo = if off >= 0 {
-                0
-            } else {
-                ((-off) as usize).div_ceil(g.sw)
-            };
-            let ox_hi = if (g.w as isize) > off {
-                ((g.w as isize - off) as usize).div_ceil(g.sw)
-            } else {
-                0
-            };
-            // One division for the first output position; the runs after it start rows.
-            let (mut oy, mut ox) = (n0 / g.ow, n0 % g.ow);
-            let mut j = 0;
+            let (mut oy, mut ox, mut j) = (oy0, ox0, 0);
             while j < valid {
                 let run = (g.ow - ox).min(valid - j);
-                let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
-                let dd = d.add(j);
-                if iy < 0 || iy >= g.h as isize {
-                    for t in 0..run {
-                        *dd.add(t) = 0.0;
-                    }
+                let src = self.x.add(base + self.plan.at(g, oy, ox));
+                if g.sw == 1 {
+                    copy_short(src, d.add(j), run);
                 } else {
-                    let row = plane.add(iy as usize * g.w);
-                    let a = ox_lo.clamp(ox, ox + run) - ox;
-                    let b = ox_hi.clamp(ox + a, ox + run) - ox;
-                    for t in 0..a {
-                        *dd.add(t) = 0.0;
-                    }
-                    if g.sw == 1 {
-                        let src = row.offset((ox + a) as isize + off);
-                        std::ptr::copy_nonoverlapping(src, dd.add(a), b - a);
-                    } else {
-                        for t in a..b {
-                            *dd.add(t) = *row.offset(((ox + t) * g.sw) as isize + off);
-                        }
-                    }
-                    for t in b..run {
-                        *dd.add(t) = 0.0;
+                    for t in 0..run {
+                        *d.add(j + t) = *src.add(t * g.sw);
                     }
                 }
                 j += run;
@@ -263,5 +254,35 @@ impl PackSource for Im2col {
                 *d.add(t) = 0.0;
             }
         }
+    }
+}
+
+/// Copies `n` floats in blocks of 8 and 4 and a tail of at most 3: runs are an output row
+/// (7 to 56 floats), for which a `memcpy` call costs more than the copy.
+#[inline(always)]
+unsafe fn copy_short(src: *const f32, dst: *mut f32, n: usize) {
+    let mut t = 0;
+    while t + 8 <= n {
+        (dst.add(t) as *mut [f32; 8])
+            .write_unaligned((src.add(t) as *const [f32; 8]).read_unaligned());
+        t += 8;
+    }
+    if t + 4 <= n {
+        (dst.add(t) as *mut [f32; 4])
+            .write_unaligned((src.add(t) as *const [f32; 4]).read_unaligned());
+        t += 4;
+    }
+    match n - t {
+        3 => {
+            *dst.add(t) = *src.add(t);
+            *dst.add(t + 1) = *src.add(t + 1);
+            *dst.add(t + 2) = *src.add(t + 2);
+        }
+        2 => {
+            *dst.add(t) = *src.add(t);
+            *dst.add(t + 1) = *src.add(t + 1);
+        }
+        1 => *dst.add(t) = *src.add(t),
+        _ => {}
     }
 }

@@ -12,6 +12,7 @@
 //! requantisation and the fused ReLU/ReLU6 clamp happen in the tile store.
 use super::cpu_f32::ConvGeom;
 use super::cpu_q8_depthwise::{self as dw, PreparedDepthwiseQ8};
+use super::padded::{with_codes, Im2colPlan};
 use super::Conv2d;
 use crate::backend::cpu::gemm_q8::{
     self, choose_orientation, Orientation, PackedQWeights, QMatrix, QOut, QOutView, QSource,
@@ -24,7 +25,6 @@ use crate::quant::{
 };
 use crate::tensor::Slice;
 use crate::{Error, Result};
-use std::cell::RefCell;
 
 /// An 8-bit convolution prepared for the CPU.
 #[derive(Debug)]
@@ -195,10 +195,10 @@ pub fn run(
             let ns = slice.rows.start * g.ow..slice.rows.end * g.ow;
             for b in 0..g.n {
                 let image = &x.data()[b * g.cin * g.h * g.w..(b + 1) * g.cin * g.h * g.w];
-                let bytes = im2col.as_ref().map_or(0, |i| i.pad.bytes(g.cin));
-                with_padded(bytes, |padded| {
+                let bytes = im2col.as_ref().map_or(0, |i| g.cin * i.pad.plane() + SLACK);
+                with_codes(bytes, |padded| {
                     if let Some(i) = im2col {
-                        i.pad.fill(image, g, *zx, padded);
+                        i.pad.fill(image, g.h, g.w, *zx, padded);
                     }
                     for (gi, pw) in groups.iter().enumerate() {
                         let m0 = gi * g.cout_g;
@@ -249,137 +249,6 @@ pub fn run(
 /// Bytes readable past the end of the padded planes: runs are copied in whole 16-byte blocks.
 const SLACK: usize = 16;
 
-thread_local! {
-    /// The calling thread's padded input planes, kept between layers.
-    static PADDED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with at least `len` bytes of this thread's padded-plane buffer (a fresh one if the
-/// thread's is in use).
-fn with_padded<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-    PADDED.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut v) => {
-            if v.len() < len {
-                v.resize(len, 0);
-            }
-            f(&mut v[..len])
-        }
-        Err(_) => f(&mut vec![0u8; len]),
-    })
-}
-
-/// The input planes padded to cover every window: the window's padding is then part of the
-/// plane (the zero point), and an im2col row is a run of bytes along each output row with no
-/// bounds to test. The copy costs `C·Hp·Wp` bytes per layer against the `K·N` = `C·kh·kw·N` of
-/// the gather it simplifies; before it, the gather's per-run clamps made a 3×3 layer's packing
-/// cost 40% of the whole layer at 1 thread, a fixed cost whatever the channel slice.
-#[derive(Clone, Copy, Debug)]
-struct Padded {
-    hp: usize,
-    wp: usize,
-    pt: usize,
-    pl: usize,
-}
-
-impl Padded {
-    fn of(g: &ConvGeom) -> Padded {
-        let reach = |o: usize, s: usize, k: usize, d: usize| (o.max(1) - 1) * s + (k - 1) * d + 1;
-        Padded {
-            hp: (g.pt + g.h).max(reach(g.oh, g.sh, g.kh, g.dh)),
-            wp: (g.pl + g.w).max(reach(g.ow, g.sw, g.kw, g.dw)),
-            pt: g.pt,
-            pl: g.pl,
-        }
-    }
-
-    fn plane(&self) -> usize {
-        self.hp * self.wp
-    }
-
-    /// Bytes for `planes` padded planes and the slack.
-    fn bytes(&self, planes: usize) -> usize {
-        planes * self.plane() + SLACK
-    }
-
-    /// Copies the `g.cin` planes of `image` into `dst` with `zx` around them.
-    ///
-    /// Written front to back in 16-byte blocks, each block's overrun covered by the next
-    /// write: with libc's `memcpy` and `memset` per row, the calls for rows of 13 bytes and pads
-    /// of 1 cost more than the bytes.
-    fn fill(&self, image: &[u8], g: &ConvGeom, zx: u8, dst: &mut [u8]) {
-        let (h, w, wp) = (g.h, g.w, self.wp);
-        let planes = image.len() / (h * w);
-        assert!(
-            dst.len() >= planes * self.plane() + SLACK,
-            "padded planes: short buffer"
-        );
-        let z = [zx; 16];
-        let (d, s) = (dst.as_mut_ptr(), image.as_ptr());
-        // SAFETY: every write below ends before `planes·Hp·Wp` plus at most 15 bytes, inside
-        // the slack (asserted); reads of whole blocks stay inside `image` (tested), others are
-        // per byte.
-        unsafe {
-            let zeros = |at: usize, n: usize| {
-                let mut i = 0;
-                while i < n {
-                    (d.add(at + i) as *mut [u8; 16]).write_unaligned(z);
-                    i += 16;
-                }
-            };
-            let mut at = 0;
-            for c in 0..planes {
-                zeros(at, self.pt * wp);
-                at += self.pt * wp;
-                for y in 0..h {
-                    zeros(at, self.pl);
-                    let (src, row) = (c * h * w + y * w, d.add(at + self.pl));
-                    let mut i = 0;
-                    while i < w {
-                        if src + i + 16 <= image.len() {
-                            let v = (s.add(src + i) as *const [u8; 16]).read_unaligned();
-                            (row.add(i) as *mut [u8; 16]).write_unaligned(v);
-                        } else {
-                            for t in i..w {
-                                row.add(t).write_volatile(*s.add(src + t));
-                            }
-                        }
-                        i += 16;
-                    }
-                    zeros(at + self.pl + w, wp - self.pl - w);
-                    at += wp;
-                }
-                zeros(at, (self.hp - self.pt - h) * wp);
-                at += (self.hp - self.pt - h) * wp;
-            }
-            zeros(at, SLACK);
-        }
-    }
-}
-
-/// The im2col gather of a layer, fixed at prepare: the padded planes' shape, where each row
-/// `k = (ci·kh + ky)·kw + kx` of `B` starts in them (`ci·Hp·Wp + ky·dh·Wp + kx·dw`): per
-/// fetched row, the divisions that found `(ci, ky, kx)` cost more than the row's copies
-/// (13-byte runs at 13×13).
-#[derive(Debug)]
-struct Im2colPlan {
-    pad: Padded,
-    k_off: Vec<usize>,
-}
-
-impl Im2colPlan {
-    fn new(g: &ConvGeom) -> Im2colPlan {
-        let pad = Padded::of(g);
-        let k_off = (0..g.cin_g)
-            .flat_map(|ci| {
-                (0..g.kh).flat_map(move |ky| {
-                    (0..g.kw).map(move |kx| ci * pad.plane() + ky * g.dh * pad.wp + kx * g.dw)
-                })
-            })
-            .collect();
-        Im2colPlan { pad, k_off }
-    }
-}
-
 /// The im2col view of one group's padded input planes: `B[k, n]` with
 /// `k = (ci·kh + ky)·kw + kx` and `n = oy·ow + ox`.
 struct Im2colQ8<'a> {
@@ -408,7 +277,7 @@ impl QSource for Im2colQ8<'_> {
     type Cols = Vec<Run>;
 
     fn cols(&self, n0: usize, len: usize) -> Vec<Run> {
-        let (g, wp) = (self.g, self.plan.pad.wp);
+        let g = self.g;
         let (mut oy, mut ox) = (n0 / g.ow.max(1), n0 % g.ow.max(1));
         let mut runs = Vec::with_capacity(len / g.ow.max(1) + 2);
         let mut j = 0;
@@ -416,7 +285,7 @@ impl QSource for Im2colQ8<'_> {
             let run = (g.ow - ox).min(len - j);
             runs.push(Run {
                 dst: j,
-                src: oy * g.sh * wp + ox * g.sw,
+                src: self.plan.at(g, oy, ox),
                 len: run,
             });
             j += run;

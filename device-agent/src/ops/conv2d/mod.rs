@@ -110,6 +110,7 @@ pub mod cpu_q8;
 mod cpu_q8_depthwise;
 mod cpu_q8_depthwise_vnni;
 mod depthwise_lanes;
+mod padded;
 pub mod reference;
 pub mod reference_q8;
 #[cfg(test)]
