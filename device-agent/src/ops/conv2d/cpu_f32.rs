@@ -42,6 +42,28 @@ pub(crate) struct ConvGeom {
     pub cout_g: usize,
 }
 
+impl ConvGeom {
+    /// The elements of image `b` of the input.
+    pub fn image(&self, b: usize) -> std::ops::Range<usize> {
+        let len = self.cin * self.h * self.w;
+        b * len..(b + 1) * len
+    }
+
+    /// The groups that `channels` (output channels) meet: each group's index and its part of
+    /// `channels`, relative to the group's first channel.
+    pub fn groups_in(
+        &self,
+        channels: &std::ops::Range<usize>,
+    ) -> impl Iterator<Item = (usize, std::ops::Range<usize>)> + '_ {
+        let (lo, hi) = (channels.start, channels.end);
+        (0..self.groups).filter_map(move |gi| {
+            let m0 = gi * self.cout_g;
+            let (a, b) = (lo.max(m0), hi.min(m0 + self.cout_g));
+            (a < b).then(|| (gi, a - m0..b - m0))
+        })
+    }
+}
+
 /// A convolution prepared for the CPU.
 #[derive(Debug)]
 pub struct PreparedConv {
@@ -155,32 +177,25 @@ pub fn run(
         Algo::Gemm { groups, im2col } => {
             let ns = slice.rows.start * g.ow..slice.rows.end * g.ow;
             for b in 0..g.n {
-                let image = &x.data()[b * g.cin * g.h * g.w..(b + 1) * g.cin * g.h * g.w];
+                let image = &x.data()[g.image(b)];
                 let len = im2col.as_ref().map_or(0, |i| g.cin * i.pad.plane());
                 with_reals(len, |padded| {
                     if let Some(i) = im2col {
                         i.pad.fill(image, g.h, g.w, 0.0, padded);
                     }
-                    for (gi, pw) in groups.iter().enumerate() {
-                        let m0 = gi * g.cout_g;
-                        let (lo, hi) = (
-                            slice.channels.start.max(m0),
-                            slice.channels.end.min(m0 + g.cout_g),
-                        );
-                        if lo >= hi {
-                            continue;
-                        }
-                        // SAFETY: the output block (channels lo..hi of image b, rows of the
-                        // slice) lies inside `out` (checked by the backend) and belongs to the
-                        // caller; the input pointers cover this group's `cin_g` planes (as
-                        // they are, or padded).
+                    for (gi, ms) in g.groups_in(&slice.channels) {
+                        let (pw, m0) = (&groups[gi], gi * g.cout_g);
+                        // SAFETY: the output block (channels ms of group gi of image b, rows
+                        // of the slice) lies inside `out` (checked by the backend) and belongs
+                        // to the caller; the input pointers cover this group's `cin_g` planes
+                        // (as they are, or padded).
                         unsafe {
                             let ov = OutView {
                                 ptr: out.as_ptr().add((b * g.cout + m0) * g.oh * g.ow),
                                 sm: g.oh * g.ow,
                                 sn: 1,
                             };
-                            let (ms, ns) = (lo - m0..hi - m0, ns.clone());
+                            let ns = ns.clone();
                             if let Some(plan) = im2col {
                                 let src = Im2col {
                                     x: padded[gi * g.cin_g * plan.pad.plane()..].as_ptr(),

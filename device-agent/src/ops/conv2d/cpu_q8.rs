@@ -194,32 +194,25 @@ pub fn run(
         Algo::Gemm { groups, im2col, zx } => {
             let ns = slice.rows.start * g.ow..slice.rows.end * g.ow;
             for b in 0..g.n {
-                let image = &x.data()[b * g.cin * g.h * g.w..(b + 1) * g.cin * g.h * g.w];
+                let image = &x.data()[g.image(b)];
                 let bytes = im2col.as_ref().map_or(0, |i| g.cin * i.pad.plane() + SLACK);
                 with_codes(bytes, |padded| {
                     if let Some(i) = im2col {
                         i.pad.fill(image, g.h, g.w, *zx, padded);
                     }
-                    for (gi, pw) in groups.iter().enumerate() {
-                        let m0 = gi * g.cout_g;
-                        let (lo, hi) = (
-                            slice.channels.start.max(m0),
-                            slice.channels.end.min(m0 + g.cout_g),
-                        );
-                        if lo >= hi {
-                            continue;
-                        }
-                        // SAFETY: the output block (channels lo..hi of image b, rows of the
-                        // slice) lies inside `out` (checked by the backend) and belongs to the
-                        // caller; the input pointers cover this group's `cin_g` planes (as
-                        // they are, or padded with their slack).
+                    for (gi, ms) in g.groups_in(&slice.channels) {
+                        let (pw, m0) = (&groups[gi], gi * g.cout_g);
+                        // SAFETY: the output block (channels ms of group gi of image b, rows
+                        // of the slice) lies inside `out` (checked by the backend) and belongs
+                        // to the caller; the input pointers cover this group's `cin_g` planes
+                        // (as they are, or padded with their slack).
                         unsafe {
                             let ov = QOutView {
                                 ptr: out.as_ptr().add((b * g.cout + m0) * g.oh * g.ow),
                                 sm: g.oh * g.ow,
                                 sn: 1,
                             };
-                            let (ms, ns) = (lo - m0..hi - m0, ns.clone());
+                            let ns = ns.clone();
                             if let Some(plan) = im2col {
                                 let at = gi * g.cin_g * plan.pad.plane();
                                 let src = Im2colQ8 {
