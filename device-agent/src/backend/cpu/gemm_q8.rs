@@ -6,7 +6,8 @@
 //!
 //! with `W` the 8-bit weights (packed once at prepare), `B` the activation codes (packed per
 //! task from the tensor: a 1×1 convolution's input as is, im2col for the others, or a fully
-//! connected layer's rows) and `bias_m` the layer's quantized bias with the input zero-point
+//! connected layer's rows; an im2col gather is packed once for all tasks when `m` is cut in
+//! blocks that would each repeat it) and `bias_m` the layer's quantized bias with the input zero-point
 //! correction folded in (`bias − z_x·Σ_k W[m, k]`, so that `Σ W·B` needs no per-element
 //! subtraction). Computed for any `m` range (output channels) and `n` range (output pixels or
 //! rows) straight into the shared QUInt8 output, 32-bit accumulators held in registers over
@@ -196,6 +197,12 @@ pub trait QSource: Sync {
     /// What a task works out once for its columns and reuses for every row it fetches.
     type Cols;
 
+    /// Whether fetching rows costs enough (a gather) that a product whose `m` is cut in
+    /// blocks should pack its columns once for all of them. A plain matrix's packing is only
+    /// the interleave, cheaper than the extra fork and the lost locality (measured: 1×1
+    /// 480 → 80 at 14×14, 2 threads, 0.018 → 0.031 ms when shared).
+    const SHARE_PACKING: bool = false;
+
     /// The per-task state for columns `n0..n0 + len`.
     fn cols(&self, n0: usize, len: usize) -> Self::Cols;
 
@@ -304,27 +311,169 @@ pub unsafe fn gemm_q8<S: QSource>(
     );
     let m_blocks = m_units.div_ceil(mb);
     let n_blocks = n_units.div_ceil(nb);
-    // Packed panels for the whole K, then the rows gathered for packing (KG × the block).
-    let scratch_bytes = nb * panel_bytes + 4 * nb * n_unit + 64;
     let p_first = ms.start / m_unit;
-    ctx.for_each_task(m_blocks * n_blocks, |t| {
-        let (bm, bn) = (t / n_blocks, t % n_blocks);
-        let m0 = ((p_first + bm * mb) * m_unit).max(ms.start);
-        let m1 = ((p_first + (bm + 1) * mb) * m_unit).min(ms.end);
-        let n0 = ns.start + bn * nb * n_unit;
-        let n1 = (n0 + nb * n_unit).min(ns.end);
-        with_scratch(scratch_bytes.div_ceil(4), |scratch| {
-            w.q.dispatch(Task {
+    let run = |packed: Option<*const u8>| {
+        // Packed panels for the whole K, then the rows gathered for packing (KG × the block).
+        let scratch_bytes = nb * panel_bytes + 4 * nb * n_unit + 64;
+        let packed = packed.map(SharedPtr);
+        ctx.for_each_task(m_blocks * n_blocks, |t| {
+            let (bm, bn) = (t / n_blocks, t % n_blocks);
+            let m0 = ((p_first + bm * mb) * m_unit).max(ms.start);
+            let m1 = ((p_first + (bm + 1) * mb) * m_unit).min(ms.end);
+            let n0 = ns.start + bn * nb * n_unit;
+            let n1 = (n0 + nb * n_unit).min(ns.end);
+            let task = |scratch: *mut u8, packed: Option<*const u8>| {
+                w.q.dispatch(Task {
+                    w,
+                    src,
+                    m: m0..m1,
+                    n: n0..n1,
+                    out,
+                    q,
+                    scratch,
+                    packed,
+                })
+            };
+            match packed {
+                // This block's panels in the shared packing.
+                Some(p) => task(std::ptr::null_mut(), Some(p.at(bn * nb * panel_bytes))),
+                None => with_scratch(scratch_bytes.div_ceil(4), |scratch| {
+                    task(scratch.as_mut_ptr() as *mut u8, None)
+                }),
+            }
+        });
+    };
+    // Blocks of m repeat their columns' packing; past a few panels of repeats, the columns
+    // are packed once, by all workers, before the product.
+    let repeated = (m_blocks - 1) * n_units * panel_bytes;
+    if S::SHARE_PACKING && m_blocks > 1 && repeated >= SHARED_PACK_MIN {
+        with_packed(n_units * panel_bytes + 64, |buf| {
+            pack_shared(ctx, w, src, &ns, n_unit, buf.as_mut_slice().as_mut_ptr());
+            run(Some(buf.as_ptr()));
+        });
+    } else {
+        run(None);
+    }
+}
+
+/// Repeated packing (bytes) above which a product packs its columns once for all blocks.
+const SHARED_PACK_MIN: usize = 64 * 1024;
+
+/// A pointer that tasks on other threads may read through.
+#[derive(Clone, Copy)]
+struct SharedPtr(*const u8);
+
+impl SharedPtr {
+    /// The pointer `off` bytes on (a method, so closures capture the `Sync` wrapper).
+    ///
+    /// # Safety
+    /// As [`pointer::add`].
+    unsafe fn at(self, off: usize) -> *const u8 {
+        self.0.add(off)
+    }
+}
+// SAFETY: the packed panels are written before the product's tasks start and only read by
+// them.
+unsafe impl Sync for SharedPtr {}
+unsafe impl Send for SharedPtr {}
+
+thread_local! {
+    /// The calling thread's shared packing, kept between products.
+    static PACKED: std::cell::RefCell<AlignedBytes> = std::cell::RefCell::new(AlignedBytes::zeros(0));
+}
+
+/// Runs `f` with at least `len` bytes of this thread's shared-packing buffer (a fresh one if
+/// the thread's is in use).
+fn with_packed<R>(len: usize, f: impl FnOnce(&mut AlignedBytes) -> R) -> R {
+    PACKED.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut b) => {
+            if b.len < len {
+                *b = AlignedBytes::zeros(len.next_power_of_two());
+            }
+            f(&mut b)
+        }
+        Err(_) => f(&mut AlignedBytes::zeros(len)),
+    })
+}
+
+/// Packs every column of `ns` (panels of `n_unit`) for the whole K into `dst`, panel `p` at
+/// `p·panel_bytes`, on all workers: tasks are runs of panels × ranges of K groups, enough of
+/// them to occupy every worker even when the columns make few panels.
+///
+/// # Safety
+/// `dst` holds `ceil(ns.len() / n_unit)` panels; `src` covers `K × ns.end`.
+unsafe fn pack_shared<S: QSource>(
+    ctx: &CpuCtx,
+    w: &PackedQWeights,
+    src: &S,
+    ns: &Range<usize>,
+    n_unit: usize,
+    dst: *mut u8,
+) {
+    #[cfg(test)]
+    tests::SHARED_PACKS.with(|c| c.set(c.get() + 1));
+    let panels = ns.len().div_ceil(n_unit);
+    let panel_bytes = w.groups * 4 * n_unit;
+    // Aim for four tasks per worker; a group range of fewer than 16 groups (64 rows of K)
+    // costs more in set-up than it packs.
+    let want = 4 * ctx.threads.max(1);
+    let per_task = panels.div_ceil(want).max(1);
+    let p_tasks = panels.div_ceil(per_task);
+    let g_chunks = want.div_ceil(p_tasks).min(w.groups.div_ceil(16)).max(1);
+    let g_len = w.groups.div_ceil(g_chunks);
+    let g_tasks = w.groups.div_ceil(g_len);
+    let dst = SharedPtr(dst);
+    let tmp_bytes = 4 * per_task * n_unit + 64;
+    ctx.for_each_task(p_tasks * g_tasks, |t| {
+        let (tp, tg) = (t / g_tasks, t % g_tasks);
+        let p0 = tp * per_task;
+        let n0 = ns.start + p0 * n_unit;
+        let n1 = (n0 + per_task * n_unit).min(ns.end);
+        let gs = tg * g_len..((tg + 1) * g_len).min(w.groups);
+        with_scratch(tmp_bytes.div_ceil(4), |tmp| {
+            w.q.dispatch(PackTask {
                 w,
                 src,
-                m: m0..m1,
+                gs,
                 n: n0..n1,
-                out,
-                q,
-                scratch: scratch.as_mut_ptr() as *mut u8,
+                n_unit,
+                dst: dst.at(p0 * panel_bytes) as *mut u8,
+                tmp: tmp.as_mut_ptr() as *mut u8,
             })
         })
     });
+}
+
+/// One task of [`pack_shared`].
+struct PackTask<'a, S> {
+    w: &'a PackedQWeights,
+    src: &'a S,
+    gs: Range<usize>,
+    n: Range<usize>,
+    n_unit: usize,
+    dst: *mut u8,
+    tmp: *mut u8,
+}
+
+impl<S: QSource> QFn for PackTask<'_, S> {
+    type Output = ();
+    #[inline(always)]
+    fn call<D: QDot>(self) {
+        // SAFETY: `pack_shared`'s contract; each task writes its own panels' groups.
+        unsafe {
+            pack::<D, S>(
+                self.src,
+                self.w.k,
+                self.w.groups,
+                self.gs,
+                self.n.start,
+                self.n.end,
+                self.n_unit,
+                self.dst,
+                self.tmp,
+            )
+        }
+    }
 }
 
 /// One task: a block of `m` × a block of `n`.
@@ -335,7 +484,10 @@ struct Task<'a, S> {
     n: Range<usize>,
     out: QOutView,
     q: QOut,
+    /// Room for the task's own packing (unused with `packed`).
     scratch: *mut u8,
+    /// The block's panels, packed before the product.
+    packed: Option<*const u8>,
 }
 
 impl<S: QSource> QFn for Task<'_, S> {
@@ -361,7 +513,7 @@ impl<S: QSource> QTileFn for Task<'_, S> {
     }
 }
 
-/// Packs columns `n0..n_end` of `B` (all of `K`) into `ceil((n_end − n0) / w)` panels of `w`
+/// Packs columns `n0..n_end` of `B` (the groups `gs` of `K`) into `ceil((n_end − n0) / w)` panels of `w`
 /// columns, panel `p` at `dst + p·groups·w·4` as `[g][j][4 bytes]`: group `g` of column `j` at
 /// byte `(g·w + j)·4` of its panel, zero past `n_end` and `K`.
 ///
@@ -375,6 +527,7 @@ unsafe fn pack<D: QDot, S: QSource>(
     src: &S,
     k: usize,
     groups: usize,
+    gs: Range<usize>,
     n0: usize,
     n_end: usize,
     w: usize,
@@ -385,7 +538,7 @@ unsafe fn pack<D: QDot, S: QSource>(
     let panels = len.div_ceil(w);
     let kg = D::KG;
     let cols = src.cols(n0, len);
-    for g in 0..groups {
+    for g in gs {
         let mut rows = [std::ptr::null::<u8>(); 4];
         for (t, r) in rows.iter_mut().enumerate().take(kg) {
             let kk = g * kg + t;
@@ -564,12 +717,28 @@ unsafe fn task_wb<D: QDot, S: QSource, const R: usize, const V: usize>(t: &Task<
     let n_len = n.len();
     let n_panels = n_len.div_ceil(nr);
     let panel_bytes = groups * nr * 4;
-    let tmp = t.scratch.add(n_panels * panel_bytes);
-    pack::<D, S>(t.src, w.k, groups, n.start, n.end, nr, t.scratch, tmp);
+    let panels = match t.packed {
+        Some(p) => p,
+        None => {
+            let tmp = t.scratch.add(n_panels * panel_bytes);
+            pack::<D, S>(
+                t.src,
+                w.k,
+                groups,
+                0..groups,
+                n.start,
+                n.end,
+                nr,
+                t.scratch,
+                tmp,
+            );
+            t.scratch
+        }
+    };
     let r_ = R;
     let (p0, p1) = (m.start / r_, m.end.div_ceil(r_));
     for jp in 0..n_panels {
-        let b = t.scratch.add(jp * panel_bytes) as *const u8;
+        let b = panels.add(jp * panel_bytes);
         let ncols = nr.min(n_len - jp * nr);
         let nv = ncols.div_ceil(l);
         let col0 = n.start + jp * nr;
@@ -633,15 +802,31 @@ unsafe fn task_ab<D: QDot, S: QSource, const R: usize, const V: usize>(t: &Task<
     let n_len = n.len();
     let n_tiles = n_len.div_ceil(r_);
     let tile_bytes = groups * r_ * 4;
-    let tmp = t.scratch.add(n_tiles * tile_bytes);
-    pack::<D, S>(t.src, w.k, groups, n.start, n.end, r_, t.scratch, tmp);
+    let tiles = match t.packed {
+        Some(p) => p,
+        None => {
+            let tmp = t.scratch.add(n_tiles * tile_bytes);
+            pack::<D, S>(
+                t.src,
+                w.k,
+                groups,
+                0..groups,
+                n.start,
+                n.end,
+                r_,
+                t.scratch,
+                tmp,
+            );
+            t.scratch
+        }
+    };
     let (q0, q1) = (m.start / vl, m.end.div_ceil(vl));
     for qp in q0..q1 {
         let lanes = (m.start.max(qp * vl), m.end.min(qp * vl + vl));
         let nv = (lanes.1 - qp * vl).div_ceil(l);
         let wv = w.data.as_ptr().add(qp * groups * vl * 4);
         for jt in 0..n_tiles {
-            let a = t.scratch.add(jt * tile_bytes) as *const u8;
+            let a = tiles.add(jt * tile_bytes);
             let nrows = r_.min(n_len - jt * r_);
             let row0 = n.start + jt * r_;
             macro_rules! go {
@@ -746,6 +931,26 @@ unsafe fn store_ab<D: QDot, const NV: usize>(
 mod tests {
     use super::*;
     use crate::quant::Multiplier;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Products this thread ran that packed their columns once for all blocks of `m`.
+        pub(super) static SHARED_PACKS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// A plain matrix fetched as a gather is (copied into `tmp`), so that products share
+    /// their packing as im2col's do.
+    struct Gathered(QMatrix);
+
+    impl QSource for Gathered {
+        type Cols = ();
+        const SHARE_PACKING: bool = true;
+        fn cols(&self, _: usize, _: usize) {}
+        unsafe fn row(&self, _: &(), k: usize, n0: usize, len: usize, tmp: *mut u8) -> *const u8 {
+            std::ptr::copy_nonoverlapping(self.0.row(&(), k, n0, len, tmp), tmp, len);
+            tmp
+        }
+    }
 
     /// The product by definition, in i64.
     fn naive(
@@ -775,6 +980,7 @@ mod tests {
 
     #[test]
     fn every_variant_and_orientation_matches_the_definition() {
+        let mut shared = 0;
         let mut seed = 7u64;
         let mut next = move || {
             seed = seed
@@ -790,6 +996,9 @@ mod tests {
             (50, 130, 33),
             (8, 1000, 3),
             (96, 16, 200),
+            // Many blocks of m over a deep reduction: the gathered source shares its packing.
+            (256, 1000, 70),
+            (200, 600, 130),
         ] {
             let w: Vec<i8> = (0..m * k)
                 .map(|_| ((next() % 255) as i32 - 127) as i8)
@@ -838,9 +1047,26 @@ mod tests {
                             gemm_q8(&ctx, &pw, &src, 0..mc, 0..n, view, q);
                         }
                         assert_eq!(got, want, "{m}×{k}×{n} on {} {o:?} × {threads}", qi.name());
+                        // The same through a gathering source, whose packing is shared
+                        // between blocks of m when they repeat enough of it.
+                        let before = SHARED_PACKS.with(Cell::get);
+                        let mut got = vec![0u8; m * n];
+                        let view = QOutView {
+                            ptr: got.as_mut_ptr(),
+                            sm: n,
+                            sn: 1,
+                        };
+                        // SAFETY: as above.
+                        unsafe {
+                            gemm_q8(&ctx, &pw, &Gathered(src), mc..m, 0..n, view, q);
+                            gemm_q8(&ctx, &pw, &Gathered(src), 0..mc, 0..n, view, q);
+                        }
+                        assert_eq!(got, want, "gathered {m}×{k}×{n} {o:?} × {threads}");
+                        shared += SHARED_PACKS.with(Cell::get) - before;
                     }
                 }
             }
         }
+        assert!(shared > 0, "no product took the shared packing");
     }
 }

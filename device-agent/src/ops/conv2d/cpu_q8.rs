@@ -269,6 +269,8 @@ impl QSource for Im2colQ8<'_> {
     /// so worked out once (with the divisions) rather than per fetched row.
     type Cols = Vec<Run>;
 
+    const SHARE_PACKING: bool = true;
+
     fn cols(&self, n0: usize, len: usize) -> Vec<Run> {
         let g = self.g;
         let (mut oy, mut ox) = (n0 / g.ow.max(1), n0 % g.ow.max(1));
