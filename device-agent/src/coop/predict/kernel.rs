@@ -54,8 +54,11 @@ fn features(m: &Model, d: &LayerDesc, q: Precision, c: usize, h: usize) -> Vec<f
         0.0
     };
     let (bi, bw, bo) = (d.in_elems as f64 * ea, wshare * ew, d.out_elems(c, h) * ea);
+    // The activations a product packs: every position of the slice over the whole reduction,
+    // whatever its channels (a channel slice packs as much as the whole layer).
+    let packed = (d.outer * d.k_red * pos) as f64 * ea;
     if m.full {
-        vec![1.0, work, steps, bi, bw, bo]
+        vec![1.0, work, steps, bi, bw, bo, packed]
     } else {
         vec![1.0, work, bi + bw + bo]
     }
