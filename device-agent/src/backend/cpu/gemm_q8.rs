@@ -7,9 +7,9 @@
 //! with `W` the 8-bit weights (packed once at prepare), `B` the activation codes (packed per
 //! task from the tensor: a 1×1 convolution's input as is, im2col for the others, or a fully
 //! connected layer's rows; an im2col gather is packed once for all tasks when `m` is cut in
-//! blocks that would each repeat it) and `bias_m` the layer's quantized bias with the input zero-point
-//! correction folded in (`bias − z_x·Σ_k W[m, k]`, so that `Σ W·B` needs no per-element
-//! subtraction). Computed for any `m` range (output channels) and `n` range (output pixels or
+//! blocks that would each repeat it) and `bias_m` the layer's quantized bias with the input
+//! zero-point correction folded in (`bias − z_x·Σ_k W[m, k]`, so that `Σ W·B` needs no
+//! per-element subtraction). Computed for any `m` range (output channels) and `n` range (output pixels or
 //! rows) straight into the shared QUInt8 output, 32-bit accumulators held in registers over
 //! the whole `K`, requantised in the tile store.
 //!
@@ -379,7 +379,8 @@ unsafe impl Send for SharedPtr {}
 
 thread_local! {
     /// The calling thread's shared packing, kept between products.
-    static PACKED: std::cell::RefCell<AlignedBytes> = std::cell::RefCell::new(AlignedBytes::zeros(0));
+    static PACKED: std::cell::RefCell<AlignedBytes> =
+        std::cell::RefCell::new(AlignedBytes::zeros(0));
 }
 
 /// Runs `f` with at least `len` bytes of this thread's shared-packing buffer (a fresh one if

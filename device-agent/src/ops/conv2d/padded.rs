@@ -39,6 +39,11 @@ impl Padded {
     /// Copies the planes of `image` (each `h × w`) into `dst`, `fill` around them.
     pub fn fill<T: Copy>(&self, image: &[T], h: usize, w: usize, fill: T, dst: &mut [T]) {
         let wp = self.wp;
+        if h * w == 0 {
+            // An empty input: all padding (and no chunks of zero length to split).
+            dst.fill(fill);
+            return;
+        }
         let interior = self.pt * wp..(self.pt + h) * wp;
         for (src, plane) in image
             .chunks_exact(h * w)
