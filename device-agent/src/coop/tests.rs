@@ -512,3 +512,47 @@ fn profile_times_are_re_made_from_the_kept_rounds() {
         "{err}"
     );
 }
+
+#[test]
+fn engine_span_is_the_cpu_engines_own_estimate() {
+    // alexnet/conv3's shape: 3×3, 192 → 384 at 13×13.
+    let d = LayerDesc {
+        kind: "Conv".into(),
+        variant: "conv3s1".into(),
+        outer: 1,
+        c: 384,
+        h: 13,
+        inner: 13,
+        in_elems: 192 * 13 * 13,
+        k_red: 192 * 9,
+        kernel: [3, 3],
+        stride: [1, 1],
+        weight_elems: 384 * 192 * 9,
+        sliceable: true,
+    };
+    let span = |d: &LayerDesc, p, q, c, t| predict::engine_span(d, p, q, (c, 13), t);
+    let (cpu, q8, f32) = (Processor::Cpu, Precision::Quint8, Precision::F32);
+    // None for the GPU, nor for a layer that is not a matrix product.
+    assert_eq!(span(&d, Processor::Gpu, q8, 384, 2), 0.0);
+    let dw = LayerDesc {
+        variant: "dw3s1".into(),
+        ..d.clone()
+    };
+    assert_eq!(span(&dw, cpu, f32, 384, 2), 0.0);
+    // An 8-bit channel slice packs every column: a quarter of the channels costs more than a
+    // quarter of the layer, and less than all of it. The F32 engine charges no packing.
+    let (whole, quarter) = (span(&d, cpu, q8, 384, 1), span(&d, cpu, q8, 96, 1));
+    assert!(
+        quarter > whole / 4.0 && quarter < whole,
+        "{quarter} of {whole}"
+    );
+    let (whole, quarter) = (span(&d, cpu, f32, 384, 1), span(&d, cpu, f32, 96, 1));
+    assert!(quarter <= whole / 4.0 * 1.1, "{quarter} of {whole}");
+    // Two workers share the work; two images take twice as long.
+    assert!(span(&d, cpu, q8, 384, 2) < span(&d, cpu, q8, 384, 1));
+    let two = LayerDesc {
+        outer: 2,
+        ..d.clone()
+    };
+    assert_eq!(span(&two, cpu, q8, 384, 2), 2.0 * span(&d, cpu, q8, 384, 2));
+}

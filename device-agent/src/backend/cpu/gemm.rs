@@ -15,7 +15,7 @@
 //! `VECS` vectors of accumulators (AVX-512: 8 × 3·16 = 24 zmm accumulators).
 use super::buf::{with_scratch, AlignedVec};
 use super::isa::Isa;
-use super::plan::{plan, TaskCosts};
+use super::plan::{plan_with_span, TaskCosts};
 use super::simd::{Simd, SimdFn, TileFn};
 use super::CpuCtx;
 use std::ops::Range;
@@ -223,6 +223,60 @@ fn kc_override() -> Option<usize> {
     })
 }
 
+/// Units along `m` (weight panels) and `n` (activation panels) of an orientation.
+fn units(isa: Isa, o: Orientation) -> (usize, usize) {
+    let (rows, vecs) = isa.gemm_tile();
+    match o {
+        Orientation::WeightsBroadcast => (rows, vecs * isa.lanes()),
+        Orientation::ActivationsBroadcast => (vecs * isa.lanes(), rows),
+    }
+}
+
+/// A product's task grid: the units of `n`, the planned blocks `(mb, nb)` and their simulated
+/// makespan (multiply-adds).
+fn grid(
+    isa: Isa,
+    o: Orientation,
+    k: usize,
+    m_units: usize,
+    n_len: usize,
+    threads: usize,
+) -> (usize, usize, usize, u128) {
+    let (m_unit, n_unit) = units(isa, o);
+    let n_units = n_len.div_ceil(n_unit);
+    // The most n units per task: the packed activations stay in cache.
+    let n_max = (PACK_TARGET / (k.max(1) * n_unit)).max(1);
+    let (mb, nb, span) = plan_with_span(
+        m_units,
+        n_units,
+        n_max,
+        threads,
+        k * m_unit * n_unit,
+        // About 4 µs per task (scheduling, set-up).
+        TaskCosts {
+            overhead: 100_000,
+            pack_div: 0,
+        },
+    );
+    (n_units, mb, nb, span)
+}
+
+/// The engine's own estimate of a product's time, in multiply-adds: the simulated makespan of
+/// the task grid it would run for `m × n` of a layer whose whole product is `layer_m ×
+/// layer_n` (which fixes the orientation) over `k`, on `threads` workers of `isa`.
+pub fn predicted_span(
+    isa: Isa,
+    (layer_m, layer_n): (usize, usize),
+    out_m_contiguous: bool,
+    k: usize,
+    (m, n): (usize, usize),
+    threads: usize,
+) -> u128 {
+    let o = Orientation::choose(isa, layer_m, layer_n, out_m_contiguous);
+    let m_units = m.div_ceil(units(isa, o).0);
+    grid(isa, o, k, m_units, n, threads).3
+}
+
 /// Computes `C[m, n] = clamp(bias[m] + Σ_k W[m, k]·B[k, n], lo, hi)` for `m ∈ ms`, `n ∈ ns`.
 /// Weights-broadcast products need `out.sn == 1`.
 ///
@@ -245,7 +299,7 @@ pub unsafe fn gemm<P: PackSource>(
     debug_assert_eq!(w.isa, ctx.isa);
     debug_assert!(w.orientation == Orientation::ActivationsBroadcast || out.sn == 1);
     let isa = w.isa;
-    let (rows, vecs) = isa.gemm_tile();
+    let (_, vecs) = isa.gemm_tile();
     let lanes = isa.lanes();
     let k = w.k;
     // K chunk: the vector operand's panel chunk stays in L1 across the other operand's tiles.
@@ -255,26 +309,9 @@ pub unsafe fn gemm<P: PackSource>(
     } else {
         k.div_ceil(k.div_ceil(kc_target))
     };
-    // Units along m (weight panels) and n (activation panels) and the most n units per task.
-    let (m_unit, n_unit) = match w.orientation {
-        Orientation::WeightsBroadcast => (rows, vecs * lanes),
-        Orientation::ActivationsBroadcast => (w.width, rows),
-    };
+    let (m_unit, n_unit) = units(isa, w.orientation);
     let m_units = ms.end.div_ceil(m_unit) - ms.start / m_unit;
-    let n_units = ns.len().div_ceil(n_unit);
-    let n_max = (PACK_TARGET / (k.max(1) * n_unit)).max(1);
-    let (mb, nb) = plan(
-        m_units,
-        n_units,
-        n_max,
-        ctx.threads,
-        k * m_unit * n_unit,
-        // About 4 µs per task (scheduling, set-up).
-        TaskCosts {
-            overhead: 100_000,
-            pack_div: 0,
-        },
-    );
+    let (n_units, mb, nb, _) = grid(isa, w.orientation, k, m_units, ns.len(), ctx.threads);
     let m_blocks = m_units.div_ceil(mb);
     let n_blocks = n_units.div_ceil(nb);
     // Packed activations for the whole K, plus (activations broadcast, chunked K) the tile

@@ -21,7 +21,7 @@
 use super::buf::with_scratch;
 use super::bytes::transpose_codes;
 pub use super::gemm::Orientation;
-use super::plan::{plan, TaskCosts};
+use super::plan::{plan_with_span, TaskCosts};
 pub use super::simd_q8::QOut;
 use super::simd_q8::{QDot, QFn, QIsa, QTileFn, ReqArrays, ReqVecs};
 use super::CpuCtx;
@@ -289,26 +289,15 @@ pub unsafe fn gemm_q8<S: QSource>(
     debug_assert!(ms.end <= w.m);
     debug_assert!(w.orientation == Orientation::ActivationsBroadcast || out.sn == 1);
     let s = w.q.shape();
-    let (m_unit, n_unit) = match w.orientation {
-        Orientation::WeightsBroadcast => (s.rows, s.vecs * s.lanes),
-        Orientation::ActivationsBroadcast => (w.width, s.rows),
-    };
-    let panel_bytes = w.groups * 4 * n_unit;
+    let (m_unit, n_unit) = units(s, w.orientation);
     let m_units = ms.end.div_ceil(m_unit) - ms.start / m_unit;
-    let n_units = ns.len().div_ceil(n_unit);
-    let n_max = (PACK_TARGET / panel_bytes.max(1)).max(1);
-    let (mb, nb) = plan(
-        m_units,
+    let Grid {
+        panel_bytes,
         n_units,
-        n_max,
-        ctx.threads,
-        w.k * m_unit * n_unit,
-        // About 4 µs per task (scheduling, set-up) and the packing repeated per m block.
-        TaskCosts {
-            overhead: 200_000,
-            pack_div: 8,
-        },
-    );
+        mb,
+        nb,
+        ..
+    } = grid(s, w.orientation, w.k, m_units, ns.len(), ctx.threads);
     let m_blocks = m_units.div_ceil(mb);
     let n_blocks = n_units.div_ceil(nb);
     let p_first = ms.start / m_unit;
@@ -354,6 +343,67 @@ pub unsafe fn gemm_q8<S: QSource>(
     } else {
         run(None);
     }
+}
+
+/// Units along `m` (weight panels) and `n` (activation panels) of an orientation.
+fn units(s: QShape, o: Orientation) -> (usize, usize) {
+    match o {
+        Orientation::WeightsBroadcast => (s.rows, s.vecs * s.lanes),
+        Orientation::ActivationsBroadcast => (s.vecs * s.lanes, s.rows),
+    }
+}
+
+/// A product's task grid: the bytes of one packed activation panel, the units of `n`, the
+/// planned blocks and their simulated makespan (multiply-adds).
+struct Grid {
+    panel_bytes: usize,
+    n_units: usize,
+    mb: usize,
+    nb: usize,
+    span: u128,
+}
+
+fn grid(s: QShape, o: Orientation, k: usize, m_units: usize, n_len: usize, threads: usize) -> Grid {
+    let (m_unit, n_unit) = units(s, o);
+    let panel_bytes = k.div_ceil(s.kg) * 4 * n_unit;
+    let n_units = n_len.div_ceil(n_unit);
+    let n_max = (PACK_TARGET / panel_bytes.max(1)).max(1);
+    let (mb, nb, span) = plan_with_span(
+        m_units,
+        n_units,
+        n_max,
+        threads,
+        k * m_unit * n_unit,
+        // About 4 µs per task (scheduling, set-up) and the packing repeated per m block.
+        TaskCosts {
+            overhead: 200_000,
+            pack_div: 8,
+        },
+    );
+    Grid {
+        panel_bytes,
+        n_units,
+        mb,
+        nb,
+        span,
+    }
+}
+
+/// The engine's own estimate of a product's time, in multiply-adds: the simulated makespan of
+/// the task grid it would run for `m × n` of a layer whose whole product is `layer_m ×
+/// layer_n` (which fixes the orientation) over `k`, on `threads` workers of variant `q`.
+pub fn predicted_span(
+    q: QIsa,
+    (layer_m, layer_n): (usize, usize),
+    out_m_contiguous: bool,
+    k: usize,
+    (m, n): (usize, usize),
+    threads: usize,
+) -> u128 {
+    let s = q.shape();
+    let o = choose_orientation(q, layer_m, layer_n, out_m_contiguous);
+    let m_units = m.div_ceil(units(s, o).0);
+    grid(s, o, k, m_units, n, threads).span
 }
 
 /// Repeated packing (bytes) above which a product packs its columns once for all blocks.

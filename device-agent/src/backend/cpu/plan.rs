@@ -38,7 +38,7 @@ struct Key {
 }
 
 thread_local! {
-    static CACHE: RefCell<HashMap<Key, (usize, usize)>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<HashMap<Key, (usize, usize, u128)>> = RefCell::new(HashMap::new());
 }
 
 /// Task sizes `(mb, nb)` in units for an `m_units × n_units` product whose tasks hold at most
@@ -52,13 +52,22 @@ pub fn plan(
     tile_work: usize,
     costs: TaskCosts,
 ) -> (usize, usize) {
+    let (mb, nb, _) = plan_with_span(m_units, n_units, n_max, threads, tile_work, costs);
+    (mb, nb)
+}
+
+/// As [`plan`], with the chosen plan's simulated makespan in multiply-adds (the busiest
+/// worker's tasks, their fixed costs and packing, and the pool's wake-up): the engine's own
+/// estimate of its time, steps and all, which the latency predictors use as a feature.
+pub fn plan_with_span(
+    m_units: usize,
+    n_units: usize,
+    n_max: usize,
+    threads: usize,
+    tile_work: usize,
+    costs: TaskCosts,
+) -> (usize, usize, u128) {
     let n_max = n_max.max(1);
-    if threads <= 1 || m_units == 0 || n_units == 0 {
-        return (
-            m_units.max(1),
-            n_units.div_ceil(n_units.div_ceil(n_max).max(1)).max(1),
-        );
-    }
     let key = Key {
         m_units,
         n_units,
@@ -67,6 +76,18 @@ pub fn plan(
         tile_work,
         costs,
     };
+    if threads <= 1 || m_units == 0 || n_units == 0 {
+        let (mb, nb) = (
+            m_units.max(1),
+            n_units.div_ceil(n_units.div_ceil(n_max).max(1)).max(1),
+        );
+        let span = if m_units == 0 || n_units == 0 {
+            0
+        } else {
+            simulate(&Key { threads: 1, ..key }, mb, nb, &mut [0; 1])
+        };
+        return (mb, nb, span);
+    }
     if let Some(p) = CACHE.with(|c| c.borrow().get(&key).copied()) {
         return p;
     }
@@ -98,15 +119,39 @@ fn pack_cost(k: &Key, ns: usize) -> usize {
         .unwrap_or(0)
 }
 
-fn search(k: &Key) -> (usize, usize) {
+fn search(k: &Key) -> (usize, usize, u128) {
     search_with(k, true)
+}
+
+/// The makespan of blocks `mb × nb` dealt to `free.len()` workers as the counter deals them.
+fn simulate(k: &Key, mb: usize, nb: usize, free: &mut [u128]) -> u128 {
+    let (m_blocks, n_blocks) = (k.m_units.div_ceil(mb), k.n_units.div_ceil(nb));
+    let tasks = m_blocks * n_blocks;
+    free.iter_mut().for_each(|f| *f = 0);
+    for t in 0..tasks {
+        let (bm, bn) = (t / n_blocks, t % n_blocks);
+        let ms = mb.min(k.m_units - bm * mb);
+        let ns = nb.min(k.n_units - bn * nb);
+        let cost = (ms * ns * k.tile_work + k.costs.overhead + pack_cost(k, ns)) as u128;
+        // The counter hands the next task to whichever worker is free first.
+        if let Some(w) = free.iter_mut().min() {
+            *w += cost;
+        }
+    }
+    // More than one task on more than one worker also wakes the pool: one more fixed cost.
+    let wake = if tasks > 1 && free.len() > 1 {
+        k.costs.overhead as u128
+    } else {
+        0
+    };
+    free.iter().copied().max().unwrap_or(0) + wake
 }
 
 /// The search; with `prune`, a candidate is simulated only when its lower bound (all its
 /// costs spread evenly over the workers) could still beat the best so far, which gives the
 /// same choice (a test holds it to the exhaustive search) and bounds the time of a first
 /// inference: a 64 × 3136-unit product at 16 threads took 46 ms to plan exhaustively.
-fn search_with(k: &Key, prune: bool) -> (usize, usize) {
+fn search_with(k: &Key, prune: bool) -> (usize, usize, u128) {
     let n_min_blocks = k.n_units.div_ceil(k.n_max);
     let n_sizes = block_sizes(k.n_units, n_min_blocks, n_min_blocks * 4 * k.threads);
     let m_sizes = block_sizes(k.m_units, 1, 8 * k.threads);
@@ -128,31 +173,14 @@ fn search_with(k: &Key, prune: bool) -> (usize, usize) {
                     continue;
                 }
             }
-            free.iter_mut().for_each(|f| *f = 0);
-            for t in 0..tasks {
-                let (bm, bn) = (t / n_blocks, t % n_blocks);
-                let ms = mb.min(k.m_units - bm * mb);
-                let ns = nb.min(k.n_units - bn * nb);
-                let cost = (ms * ns * k.tile_work + k.costs.overhead + pack_cost(k, ns)) as u128;
-                // The counter hands the next task to whichever worker is free first.
-                if let Some(w) = free.iter_mut().min() {
-                    *w += cost;
-                }
-            }
-            // More than one task also wakes the pool: one more fixed cost.
-            let wake = if tasks > 1 {
-                k.costs.overhead as u128
-            } else {
-                0
-            };
-            let span = free.iter().copied().max().unwrap_or(0) + wake;
+            let span = simulate(k, mb, nb, &mut free);
             // Fewer tasks win ties.
             if (span, tasks) < (best.0, best.1) {
                 best = (span, tasks, mb, nb);
             }
         }
     }
-    (best.2, best.3)
+    (best.2, best.3, best.0)
 }
 
 #[cfg(test)]
@@ -229,6 +257,37 @@ mod tests {
             }
         }
         assert_eq!(keys, 7 * 6 * 3 * 4 * 3);
+    }
+
+    #[test]
+    fn the_span_is_the_busiest_workers_load() {
+        // One worker: every task's work, fixed cost and packing, in one sum.
+        let (mb, nb, span) = plan_with_span(5, 7, 3, 1, 1000, Q8);
+        assert_eq!((mb, nb), (5, 3));
+        let tasks = 3; // 7 units of n in blocks of 3, 3 and 1
+                       // Each task packs its n units (tile work / 8 each): one block of m, so once.
+        let packing = 3 * 1000 / 8 + 3 * 1000 / 8 + 1000 / 8;
+        assert_eq!(span, (5 * 7 * 1000 + tasks * Q8.overhead + packing) as u128);
+        // Two workers: at least half of all the tasks' costs (plus the wake-up), less than
+        // one worker's.
+        let (mb, nb, span) = plan_with_span(12, 9, 9, 2, 50_000, Q8);
+        let (m_blocks, n_blocks) = (12usize.div_ceil(mb), 9usize.div_ceil(nb));
+        let total: usize = (0..m_blocks * n_blocks)
+            .map(|t| {
+                let ns = nb.min(9 - (t % n_blocks) * nb);
+                let ms = mb.min(12 - (t / n_blocks) * mb);
+                ms * ns * 50_000 + Q8.overhead + ns * 50_000 / 8
+            })
+            .sum();
+        assert!(m_blocks * n_blocks > 1);
+        assert!(
+            span >= (total / 2 + Q8.overhead) as u128,
+            "{span} < half of {total}"
+        );
+        assert!(
+            span < plan_with_span(12, 9, 9, 1, 50_000, Q8).2,
+            "two workers are faster"
+        );
     }
 
     #[test]

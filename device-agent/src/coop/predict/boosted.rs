@@ -14,6 +14,7 @@
 //! thread-local random generator and returns f32; the plans must be deterministic for a
 //! given profile, and the fit needed here (squared loss, exact greedy splits, depth-limited
 //! trees) is short. Fitting is deterministic: no sampling, ties broken by feature order.
+use super::engine_span;
 use super::kernel::KernelPredictor;
 use super::Predictor;
 use crate::backend::{Precision, Processor};
@@ -83,6 +84,7 @@ fn features(
     parallel: usize,
     variants: &[String],
     kernel: f64,
+    span: f64,
 ) -> Vec<f64> {
     let pos = h * d.inner * d.outer;
     let wshare = if d.c > 0 {
@@ -104,6 +106,8 @@ fn features(
         d.kernel[0] as f64,
         d.stride[0] as f64,
         ln1p(kernel),
+        // The CPU engine's own estimate of its task grid (0 elsewhere).
+        ln1p(span),
         // The slice's share of the layer's channels and rows: a slice runs the kernel on a
         // sub-range (edge tiles, a strided output view), which a whole layer of the slice's
         // size does not.
@@ -216,7 +220,8 @@ impl Ensemble {
                 let kp = k
                     .predict(&m.layer, m.processor, m.precision, m.c, m.h)
                     .unwrap_or(0.0);
-                features(&m.layer, m.c, m.h, par, &variants, kp)
+                let span = engine_span(&m.layer, m.processor, m.precision, (m.c, m.h), cpu_threads);
+                features(&m.layer, m.c, m.h, par, &variants, kp, span)
             })
             .collect();
         let y: Vec<f64> = g.iter().map(|m| m.ns.max(1.0).ln()).collect();
@@ -247,8 +252,16 @@ impl Ensemble {
         })
     }
 
-    fn predict(&self, d: &LayerDesc, c: usize, h: usize, par: usize, kp: f64) -> f64 {
-        let x = features(d, c, h, par, &self.variants, kp);
+    /// `kp`: the kernel-aware prediction; `span`: the CPU engine's estimate.
+    fn predict(
+        &self,
+        d: &LayerDesc,
+        (c, h): (usize, usize),
+        par: usize,
+        kp: f64,
+        span: f64,
+    ) -> f64 {
+        let x = features(d, c, h, par, &self.variants, kp, span);
         let log = self.base + SHRINK * self.trees.iter().map(|t| t.eval(&x)).sum::<f64>();
         log.exp()
     }
@@ -312,8 +325,9 @@ impl Predictor for BoostedPredictor {
             .kernel
             .predict(d, processor, precision, c, h)
             .unwrap_or(0.0);
+        let span = engine_span(d, processor, precision, (c, h), self.cpu_threads);
         Some(
-            e.predict(d, c, h, parallel(processor, self.cpu_threads), kp)
+            e.predict(d, (c, h), parallel(processor, self.cpu_threads), kp, span)
                 .max(1.0),
         )
     }

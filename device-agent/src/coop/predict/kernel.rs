@@ -15,7 +15,7 @@
 //! error), the coefficients by non-negative least squares weighted by 1/t² (relative error).
 //! A variant with too few measurements falls back to its op kind, then to all layers of
 //! that processor and precision.
-use super::{nnls, Predictor};
+use super::{engine_span, nnls, Predictor};
 use crate::backend::{Precision, Processor};
 use crate::coop::profile::{LayerDesc, Measurement};
 use std::collections::BTreeMap;
@@ -41,7 +41,8 @@ fn elem_bytes(q: Precision) -> (f64, f64) {
     }
 }
 
-fn features(m: &Model, d: &LayerDesc, q: Precision, c: usize, h: usize) -> Vec<f64> {
+/// `span`: the CPU engine's own estimate of the slice ([`super::engine_span`]), 0 elsewhere.
+fn features(m: &Model, d: &LayerDesc, q: Precision, c: usize, h: usize, span: f64) -> Vec<f64> {
     let pos = h * d.inner;
     let tiles = (d.outer * c.div_ceil(m.tc) * pos.div_ceil(m.tp)) as f64;
     let steps = (tiles / m.par as f64).ceil();
@@ -58,7 +59,7 @@ fn features(m: &Model, d: &LayerDesc, q: Precision, c: usize, h: usize) -> Vec<f
     // whatever its channels (a channel slice packs as much as the whole layer).
     let packed = (d.outer * d.k_red * pos) as f64 * ea;
     if m.full {
-        vec![1.0, work, steps, bi, bw, bo, packed]
+        vec![1.0, work, steps, bi, bw, bo, packed, span]
     } else {
         vec![1.0, work, bi + bw + bo]
     }
@@ -68,6 +69,7 @@ fn features(m: &Model, d: &LayerDesc, q: Precision, c: usize, h: usize) -> Vec<f
 #[derive(Clone, Debug, Default)]
 pub struct KernelPredictor {
     models: BTreeMap<String, Model>,
+    cpu_threads: usize,
 }
 
 fn key(scope: &str, p: Processor, q: Precision) -> String {
@@ -83,6 +85,11 @@ fn fit_group(g: &[&Measurement], cpu_threads: usize) -> Option<Model> {
     }
     let y: Vec<f64> = g.iter().map(|m| m.ns.max(1.0)).collect();
     let w: Vec<f64> = y.iter().map(|t| 1.0 / (t * t)).collect();
+    // The engine's estimate, once per measurement (it does not depend on the tiling tried).
+    let spans: Vec<f64> = g
+        .iter()
+        .map(|s| engine_span(&s.layer, s.processor, s.precision, (s.c, s.h), cpu_threads))
+        .collect();
     let pars: Vec<usize> = match g[0].processor {
         Processor::Cpu => vec![1, cpu_threads.max(1), 2 * cpu_threads.max(1)],
         Processor::Gpu => vec![1, 4, 16, 64],
@@ -111,7 +118,8 @@ fn fit_group(g: &[&Measurement], cpu_threads: usize) -> Option<Model> {
                     };
                     let x: Vec<Vec<f64>> = g
                         .iter()
-                        .map(|s| features(&m, &s.layer, s.precision, s.c, s.h))
+                        .zip(&spans)
+                        .map(|(s, &span)| features(&m, &s.layer, s.precision, s.c, s.h, span))
                         .collect();
                     let Some(beta) = nnls(&x, &y, &w) else {
                         continue;
@@ -173,7 +181,10 @@ impl KernelPredictor {
                 }
             }
         }
-        KernelPredictor { models }
+        KernelPredictor {
+            models,
+            cpu_threads,
+        }
     }
 }
 
@@ -194,7 +205,8 @@ impl Predictor for KernelPredictor {
                     .get(&key(&format!("k:{}", d.kind), processor, precision))
             })
             .or_else(|| self.models.get(&key("all", processor, precision)))?;
-        let f = features(m, d, precision, c, h);
+        let span = engine_span(d, processor, precision, (c, h), self.cpu_threads);
+        let f = features(m, d, precision, c, h, span);
         Some(
             f.iter()
                 .zip(&m.beta)

@@ -30,6 +30,45 @@ pub trait Predictor: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
 }
 
+/// The CPU engine's own estimate of a slice of a product-type layer (a convolution other than
+/// depthwise, or fully connected), in multiply-adds: the simulated makespan of the task grid
+/// the matrix-product engine of `precision` would plan for it on `threads` workers of this
+/// machine's instruction set (as the profile is of this machine). 0 for other layers and for
+/// the GPU. It carries the steps of the engine's grid (a slice one task too big for the
+/// workers costs a whole round more) and, for 8-bit products, the packing of every column
+/// whatever the slice's channels.
+pub(crate) fn engine_span(
+    d: &LayerDesc,
+    processor: Processor,
+    precision: Precision,
+    (c, h): (usize, usize),
+    threads: usize,
+) -> f64 {
+    use crate::backend::cpu::{gemm, gemm_q8, isa::Isa, simd_q8::QIsa};
+    if processor != Processor::Cpu || c == 0 || h == 0 {
+        return 0.0;
+    }
+    // (layer m × n, output contiguous along m, this slice's m × n, images in turn)
+    let (layer, m_contig, slice, images) = if d.variant == "gemm" {
+        let rows = d.outer * d.inner;
+        ((d.c, rows * d.h), true, (c, rows * h), 1)
+    } else if d.variant == "pw" || d.variant.starts_with("conv") {
+        ((d.c, d.h * d.inner), false, (c, h * d.inner), d.outer)
+    } else {
+        return 0.0;
+    };
+    let isa = Isa::detect();
+    let span = match precision {
+        Precision::Quint8 => {
+            gemm_q8::predicted_span(QIsa::for_isa(isa), layer, m_contig, d.k_red, slice, threads)
+        }
+        Precision::F32 | Precision::F16 => {
+            gemm::predicted_span(isa, layer, m_contig, d.k_red, slice, threads)
+        }
+    };
+    span as f64 * images as f64
+}
+
 /// Which predictor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
