@@ -6,11 +6,14 @@
 //! variant (`conv3s1`, `dw3s2`, `pw`, `gemm`, ...), processor and precision:
 //!
 //! `t = a + b · ceil(tiles/P)·Tc·Tp·ceil(K/Tk)·Tk + d · ceil(tiles/P) + e_in · input bytes
-//!     + e_w · weight bytes + e_out · output bytes`
+//!     + e_w · weight bytes + e_out · output bytes + f · packed bytes + g · engine span`
 //!
 //! with `tiles = outer · ceil(C/Tc) · ceil(H·W/Tp)`, the bytes those of the inputs, the
-//! slice's share of the weights and the output slice at the precision's element size (groups
-//! of fewer than 12 measurements use one byte term and no step term). The tile sizes and
+//! slice's share of the weights and the output slice at the precision's element size, the
+//! packed bytes those a matrix product packs for the slice's positions (the whole reduction,
+//! whatever the slice's channels), and the engine span the CPU matrix-product engine's own
+//! simulated makespan of the slice ([`super::engine_span`]; 0 elsewhere). Groups of fewer than
+//! 12 measurements use one byte term and no step, packing or span term. The tile sizes and
 //! `P` are chosen per group from a small candidate set by the fit (minimum relative squared
 //! error), the coefficients by non-negative least squares weighted by 1/t² (relative error).
 //! A variant with too few measurements falls back to its op kind, then to all layers of
