@@ -1047,8 +1047,9 @@ mod tests {
             (50, 130, 33),
             (8, 1000, 3),
             (96, 16, 200),
-            // Many blocks of m over a deep reduction: the gathered source shares its packing.
-            (256, 1000, 70),
+            // Many blocks of m over a deep reduction and a single unit of n: three workers
+            // must cut m, so the gathered source shares its packing.
+            (384, 8000, 3),
             (200, 600, 130),
         ] {
             let w: Vec<i8> = (0..m * k)
