@@ -333,9 +333,12 @@ pub unsafe fn gemm_q8<S: QSource>(
         });
     };
     // Blocks of m repeat their columns' packing; past a few panels of repeats, the columns
-    // are packed once, by all workers, before the product.
-    let repeated = (m_blocks - 1) * n_units * panel_bytes;
-    if S::SHARE_PACKING && m_blocks > 1 && repeated >= SHARED_PACK_MIN {
+    // are packed once, by all workers, before the product (while they fit in a cache).
+    let (total, repeated) = (
+        n_units * panel_bytes,
+        (m_blocks - 1) * n_units * panel_bytes,
+    );
+    if S::SHARE_PACKING && m_blocks > 1 && repeated >= SHARED_PACK_MIN && total <= SHARED_PACK_MAX {
         with_packed(n_units * panel_bytes + 64, |buf| {
             pack_shared(ctx, w, src, &ns, n_unit, buf.as_mut_slice().as_mut_ptr());
             run(Some(buf.as_ptr()));
@@ -408,6 +411,11 @@ pub fn predicted_span(
 
 /// Repeated packing (bytes) above which a product packs its columns once for all blocks.
 const SHARED_PACK_MIN: usize = 64 * 1024;
+
+/// The most a shared packing may take (bytes): beyond a last-level cache the blocks would
+/// read it from memory, and the buffer is held for the thread's life. Not measured: a
+/// bound, not a tuned value (a phone's last-level cache is 2–8 MiB).
+const SHARED_PACK_MAX: usize = 4 << 20;
 
 /// A pointer that tasks on other threads may read through.
 #[derive(Clone, Copy)]
