@@ -16,6 +16,6 @@ date -u +%T; timeout 170 $A profile --out "$OUT/p1.json" --max-mmacs 400 2>&1 | 
 date -u +%T; timeout 170 $A profile --out "$OUT/p2.json" --max-mmacs 400 2>&1 | tail -4
 export ULAYER_PROFILE=$OUT/p1.json
 date -u +%T
-timeout 230 python3 tools/coop_efficiency.py --agent $A --precisions quint8 --iterations 20 \
+timeout 200 python3 tools/coop_efficiency.py --agent $A --precisions quint8 --iterations 20 \
     --warmup 3 --json "$OUT/coop_q8.json" 2>&1 | tee "$OUT/coop_q8.txt" | tail -80
 date -u +%T
