@@ -766,6 +766,33 @@ unsafe fn requant<D: QDot>(x: D::V, p: &ReqVecs<D::V>, wide: bool) -> D::V {
     }
 }
 
+/// The task's packed columns in panels of `width`: the shared packing's, or packed here into
+/// the scratch (whose first `bytes` hold them, the gather rows after).
+#[inline(always)]
+unsafe fn packed_columns<D: QDot, S: QSource>(
+    t: &Task<'_, S>,
+    width: usize,
+    bytes: usize,
+) -> *const u8 {
+    if let Some(p) = t.packed {
+        return p;
+    }
+    let groups = t.w.groups;
+    let tmp = t.scratch.add(bytes);
+    pack::<D, S>(
+        t.src,
+        t.w.k,
+        groups,
+        0..groups,
+        t.n.start,
+        t.n.end,
+        width,
+        t.scratch,
+        tmp,
+    );
+    t.scratch
+}
+
 /// Weights broadcast: panels of `ROWS` channels × panels of `VECS·LANES` pixels; each packed
 /// activation panel meets every weight panel of the task.
 #[inline(always)]
@@ -776,24 +803,7 @@ unsafe fn task_wb<D: QDot, S: QSource, const R: usize, const V: usize>(t: &Task<
     let n_len = n.len();
     let n_panels = n_len.div_ceil(nr);
     let panel_bytes = groups * nr * 4;
-    let panels = match t.packed {
-        Some(p) => p,
-        None => {
-            let tmp = t.scratch.add(n_panels * panel_bytes);
-            pack::<D, S>(
-                t.src,
-                w.k,
-                groups,
-                0..groups,
-                n.start,
-                n.end,
-                nr,
-                t.scratch,
-                tmp,
-            );
-            t.scratch
-        }
-    };
+    let panels = packed_columns::<D, S>(t, nr, n_panels * panel_bytes);
     let r_ = R;
     let (p0, p1) = (m.start / r_, m.end.div_ceil(r_));
     for jp in 0..n_panels {
@@ -861,24 +871,7 @@ unsafe fn task_ab<D: QDot, S: QSource, const R: usize, const V: usize>(t: &Task<
     let n_len = n.len();
     let n_tiles = n_len.div_ceil(r_);
     let tile_bytes = groups * r_ * 4;
-    let tiles = match t.packed {
-        Some(p) => p,
-        None => {
-            let tmp = t.scratch.add(n_tiles * tile_bytes);
-            pack::<D, S>(
-                t.src,
-                w.k,
-                groups,
-                0..groups,
-                n.start,
-                n.end,
-                r_,
-                t.scratch,
-                tmp,
-            );
-            t.scratch
-        }
-    };
+    let tiles = packed_columns::<D, S>(t, r_, n_tiles * tile_bytes);
     let (q0, q1) = (m.start / vl, m.end.div_ceil(vl));
     for qp in q0..q1 {
         let lanes = (m.start.max(qp * vl), m.end.min(qp * vl + vl));
