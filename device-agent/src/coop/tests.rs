@@ -414,6 +414,61 @@ fn repeatability_scores_a_second_profile_as_a_predictor() {
 }
 
 #[test]
+fn a_variant_breakdown_scores_each_kernel_on_its_own_slices() {
+    let node = super::profile::tests_conv_desc;
+    let mut ms = Vec::new();
+    for cout in 1..=40 {
+        // Two variants of the same processor and precision.
+        for (variant, k) in [("conv3s1", 1000.0), ("pw", 10.0)] {
+            let mut d = node(8, cout, 7);
+            d.variant = variant.into();
+            ms.push(Measurement {
+                source: format!("{variant}{cout}"),
+                ns: k * cout as f64,
+                layer: d,
+                processor: Processor::Cpu,
+                precision: Precision::Quint8,
+                c: cout,
+                h: 7,
+                rounds_ns: Vec::new(),
+            });
+        }
+    }
+    let mut first = profile(0.0, 0.0);
+    first.measurements = ms;
+    // The second profile: the 3×3 layers 50% slower, the 1×1 layers the same.
+    let mut second = first.clone();
+    for m in &mut second.measurements {
+        if m.layer.variant == "conv3s1" {
+            m.ns *= 1.5;
+        }
+    }
+    let acc = predict::repeatability_by(&first, &second, predict::Breakdown::Variant);
+    let row = |t: &str| {
+        acc.iter()
+            .find(|a| a.target == t)
+            .unwrap_or_else(|| panic!("no row {t:?} in {acc:?}"))
+            .clone()
+    };
+    let targets: Vec<&str> = acc.iter().map(|a| a.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        ["all", "cpu quint8", "cpu quint8 conv3s1", "cpu quint8 pw"]
+    );
+    let (conv, pw, both) = (
+        row("cpu quint8 conv3s1"),
+        row("cpu quint8 pw"),
+        row("cpu quint8"),
+    );
+    assert_eq!(conv.measurements + pw.measurements, both.measurements);
+    assert!(conv.measurements > 0 && pw.measurements > 0);
+    assert_eq!((conv.within_20, pw.within_10), (0.0, 1.0));
+    // Without the breakdown, only the per-target rows.
+    let plain = predict::repeatability(&first, &second);
+    assert_eq!(plain.len(), 2);
+}
+
+#[test]
 fn predictor_names_match_what_they_fit() {
     let d = super::profile::tests_conv_desc(4, 8, 5);
     let ms: Vec<Measurement> = (1..=8)

@@ -13,6 +13,7 @@ pub struct ProfileArgs {
     pub evaluate: bool,
     pub profile: Option<PathBuf>,
     pub repeat: Option<PathBuf>,
+    pub by_variant: bool,
     pub rounds: Option<usize>,
     pub aggregate: Option<Aggregate>,
     pub models: Vec<String>,
@@ -29,6 +30,7 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
         evaluate,
         profile,
         repeat,
+        by_variant,
         rounds,
         aggregate,
         models,
@@ -89,7 +91,12 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
         );
         prof
     };
-    let mut acc = predict::evaluate(&prof);
+    let by = if by_variant {
+        predict::Breakdown::Variant
+    } else {
+        predict::Breakdown::Target
+    };
+    let mut acc = predict::evaluate_by(&prof, by);
     if let Some(path) = repeat {
         let mut second = Profile::load(&path)?;
         if let Some(a) = aggregate {
@@ -105,7 +112,7 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
                 prof.identity
             );
         }
-        acc.extend(predict::repeatability(&prof, &second));
+        acc.extend(predict::repeatability_by(&prof, &second, by));
     }
     if json {
         println!(
@@ -137,12 +144,12 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
     }
     println!("held-out accuracy (a quarter of the layers held out, all their slices):");
     println!(
-        "{:<14} {:<12} {:>6} {:>8} {:>8} {:>10}",
+        "{:<14} {:<24} {:>6} {:>8} {:>8} {:>10}",
         "predictor", "target", "n", "±10%", "±20%", "median err"
     );
     for a in &acc {
         println!(
-            "{:<14} {:<12} {:>6} {:>7.1}% {:>7.1}% {:>9.1}%",
+            "{:<14} {:<24} {:>6} {:>7.1}% {:>7.1}% {:>9.1}%",
             a.predictor,
             a.target,
             a.measurements,

@@ -133,6 +133,10 @@ enum Cmd {
         /// to be on this device.
         #[arg(long, requires = "evaluate")]
         repeat: Option<PathBuf>,
+        /// With --evaluate: also score each kernel variant (conv3s1, pw, dw3s1, gemm, ...) of
+        /// each processor and precision on its own, to see which kernels a predictor misses.
+        #[arg(long, requires = "evaluate")]
+        by_variant: bool,
         /// Rounds over all targets and layers (default 5, 1 with --quick): each slice keeps the
         /// aggregate of its rounds, so one slow spell of a shared machine spoils one round only.
         #[arg(long, conflicts_with = "evaluate")]
@@ -492,6 +496,7 @@ fn run(cli: Cli) -> Result<()> {
             evaluate,
             profile,
             repeat,
+            by_variant,
             rounds,
             aggregate,
             models,
@@ -505,6 +510,7 @@ fn run(cli: Cli) -> Result<()> {
                 evaluate,
                 profile,
                 repeat,
+                by_variant,
                 rounds,
                 aggregate,
                 models,

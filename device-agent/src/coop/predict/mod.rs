@@ -118,9 +118,25 @@ pub fn held_out(m: &Measurement) -> bool {
 /// A predictor's accuracy on held-out measurements (a protocol type: jobs report it).
 pub use crate::protocol::PredictorAccuracy as Accuracy;
 
+/// How finely held-out scores are broken down, beyond the overall row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Breakdown {
+    /// Per (processor, precision).
+    #[default]
+    Target,
+    /// Per (processor, precision) and per (processor, precision, kernel variant): which
+    /// kernels a predictor misses.
+    Variant,
+}
+
 /// Fits every predictor on the training part of `profile` and scores them on the held-out
 /// part: overall and per (processor, precision).
 pub fn evaluate(profile: &Profile) -> Vec<Accuracy> {
+    evaluate_by(profile, Breakdown::Target)
+}
+
+/// [`evaluate`], broken down as `by` says.
+pub fn evaluate_by(profile: &Profile, by: Breakdown) -> Vec<Accuracy> {
     let (test, train): (Vec<Measurement>, Vec<Measurement>) =
         profile.measurements.iter().cloned().partition(held_out);
     let threads = profile.cpu_threads;
@@ -133,7 +149,7 @@ pub fn evaluate(profile: &Profile) -> Vec<Accuracy> {
     ];
     let mut out = Vec::new();
     for p in &fitted {
-        out.extend(score_all(p.name(), &test, |m| {
+        out.extend(score_all(p.name(), &test, by, |m| {
             p.predict(&m.layer, m.processor, m.precision, m.c, m.h)
         }));
     }
@@ -148,6 +164,11 @@ pub fn evaluate(profile: &Profile) -> Vec<Accuracy> {
 /// repeat within ±10% only p% of the time, no predictor can be shown within ±10% on nearly
 /// all of them.
 pub fn repeatability(first: &Profile, second: &Profile) -> Vec<Accuracy> {
+    repeatability_by(first, second, Breakdown::Target)
+}
+
+/// [`repeatability`], broken down as `by` says.
+pub fn repeatability_by(first: &Profile, second: &Profile, by: Breakdown) -> Vec<Accuracy> {
     use std::collections::HashMap;
     let again: HashMap<(&str, Processor, Precision, usize, usize), f64> = second
         .measurements
@@ -165,23 +186,30 @@ pub fn repeatability(first: &Profile, second: &Profile) -> Vec<Accuracy> {
         .filter(|m| held_out(m))
         .cloned()
         .collect();
-    score_all("repeat", &test, |m| {
+    score_all("repeat", &test, by, |m| {
         again
             .get(&(m.source.as_str(), m.processor, m.precision, m.c, m.h))
             .copied()
     })
 }
 
-/// Scores `predict` on `test`: overall and per (processor, precision).
+/// Scores `predict` on `test`: overall, then per group of `by`, groups in name order.
 fn score_all(
     name: &str,
     test: &[Measurement],
+    by: Breakdown,
     predict: impl Fn(&Measurement) -> Option<f64>,
 ) -> Vec<Accuracy> {
-    let mut targets: Vec<(Processor, Precision)> =
-        test.iter().map(|m| (m.processor, m.precision)).collect();
-    targets.sort_by_key(|t| format!("{t:?}"));
-    targets.dedup();
+    let target = |m: &Measurement| format!("{:?} {}", m.processor, m.precision).to_lowercase();
+    let mut groups: Vec<(String, bool)> = test.iter().map(|m| (target(m), false)).collect();
+    if by == Breakdown::Variant {
+        groups.extend(
+            test.iter()
+                .map(|m| (format!("{} {}", target(m), m.layer.variant), true)),
+        );
+    }
+    groups.sort();
+    groups.dedup();
     let score = |target: String, ms: Vec<&Measurement>| {
         let mut errs: Vec<f64> = ms
             .iter()
@@ -199,13 +227,19 @@ fn score_all(
         }
     };
     let mut out = vec![score("all".into(), test.iter().collect())];
-    for (pr, pc) in targets {
-        out.push(score(
-            format!("{pr:?} {pc}").to_lowercase(),
-            test.iter()
-                .filter(|m| m.processor == pr && m.precision == pc)
-                .collect(),
-        ));
+    for (group, with_variant) in groups {
+        let members = test
+            .iter()
+            .filter(|m| {
+                let t = target(m);
+                if with_variant {
+                    format!("{t} {}", m.layer.variant) == group
+                } else {
+                    t == group
+                }
+            })
+            .collect();
+        out.push(score(group, members));
     }
     out
 }
