@@ -469,6 +469,63 @@ fn a_variant_breakdown_scores_each_kernel_on_its_own_slices() {
 }
 
 #[test]
+fn residuals_are_the_held_out_measurements_with_every_predictors_time() {
+    let node = super::profile::tests_conv_desc;
+    let mut ms = Vec::new();
+    for cout in 1..=40 {
+        let d = node(8, cout, 7);
+        for c in [1, cout] {
+            ms.push(Measurement {
+                source: format!("layer{cout}"),
+                ns: 1000.0 * cout as f64 + c as f64,
+                layer: d.clone(),
+                processor: Processor::Cpu,
+                precision: Precision::Quint8,
+                c,
+                h: d.h,
+                rounds_ns: Vec::new(),
+            });
+        }
+    }
+    let mut pr = profile(0.0, 0.0);
+    pr.measurements = ms;
+    let rows = predict::residuals(&pr);
+    let held: Vec<&Measurement> = pr
+        .measurements
+        .iter()
+        .filter(|m| predict::held_out(m))
+        .collect();
+    assert_eq!(rows.len(), held.len());
+    for (r, m) in rows.iter().zip(&held) {
+        assert_eq!((&r.source, r.c, r.h), (&m.source, m.c, m.h));
+        assert_eq!(r.measured_ns, m.ns);
+        let names: Vec<&str> = r.predicted_ns.keys().copied().collect();
+        assert_eq!(names, ["boosted", "kernel-aware", "paper"]);
+        assert!(r.predicted_ns.values().all(|p| p.is_some_and(|t| t > 0.0)));
+    }
+    // The shares `evaluate` reports are those of these rows.
+    let acc = predict::evaluate(&pr);
+    for name in ["paper", "kernel-aware", "boosted"] {
+        let within = rows
+            .iter()
+            .filter(|r| {
+                let t = r.predicted_ns[name].unwrap_or(f64::INFINITY);
+                (t - r.measured_ns).abs() / r.measured_ns <= 0.10
+            })
+            .count() as f64
+            / rows.len() as f64;
+        let a = acc
+            .iter()
+            .find(|a| a.predictor == name && a.target == "all")
+            .expect("an 'all' row");
+        assert!(
+            (a.within_10 - within).abs() < 1e-12,
+            "{name}: {a:?} vs {within}"
+        );
+    }
+}
+
+#[test]
 fn predictor_names_match_what_they_fit() {
     let d = super::profile::tests_conv_desc(4, 8, 5);
     let ms: Vec<Measurement> = (1..=8)

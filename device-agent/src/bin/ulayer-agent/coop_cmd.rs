@@ -14,6 +14,7 @@ pub struct ProfileArgs {
     pub profile: Option<PathBuf>,
     pub repeat: Option<PathBuf>,
     pub by_variant: bool,
+    pub residuals: Option<PathBuf>,
     pub rounds: Option<usize>,
     pub aggregate: Option<Aggregate>,
     pub models: Vec<String>,
@@ -31,6 +32,7 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
         profile,
         repeat,
         by_variant,
+        residuals,
         rounds,
         aggregate,
         models,
@@ -91,6 +93,9 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
         );
         prof
     };
+    if let Some(path) = &residuals {
+        write_residuals(path, &predict::residuals(&prof))?;
+    }
     let by = if by_variant {
         predict::Breakdown::Variant
     } else {
@@ -158,6 +163,25 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
             100.0 * a.median_error
         );
     }
+    Ok(())
+}
+
+/// Writes `rows` to `path` as JSON lines.
+fn write_residuals(path: &Path, rows: &[predict::Residual]) -> Result<()> {
+    use std::io::Write;
+    let mut out = String::new();
+    for r in rows {
+        out.push_str(&serde_json::to_string(r)?);
+        out.push('\n');
+    }
+    std::fs::File::create(path)
+        .and_then(|mut f| f.write_all(out.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "wrote {} ({} held-out measurements)",
+        path.display(),
+        rows.len()
+    );
     Ok(())
 }
 

@@ -137,6 +137,11 @@ enum Cmd {
         /// each processor and precision on its own, to see which kernels a predictor misses.
         #[arg(long, requires = "evaluate")]
         by_variant: bool,
+        /// With --evaluate: write every held-out measurement with each predictor's
+        /// prediction to this file, one JSON object per line (source, processor, precision,
+        /// variant, c, h, measured_ns, predicted_ns).
+        #[arg(long, requires = "evaluate")]
+        residuals: Option<PathBuf>,
         /// Rounds over all targets and layers (default 5, 1 with --quick): each slice keeps the
         /// aggregate of its rounds, so one slow spell of a shared machine spoils one round only.
         #[arg(long, conflicts_with = "evaluate")]
@@ -497,6 +502,7 @@ fn run(cli: Cli) -> Result<()> {
             profile,
             repeat,
             by_variant,
+            residuals,
             rounds,
             aggregate,
             models,
@@ -511,6 +517,7 @@ fn run(cli: Cli) -> Result<()> {
                 profile,
                 repeat,
                 by_variant,
+                residuals,
                 rounds,
                 aggregate,
                 models,

@@ -9,6 +9,7 @@
 use super::profile::{LayerDesc, Measurement, Profile};
 use crate::backend::{Precision, Processor};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub mod boosted;
 pub mod kernel;
@@ -135,8 +136,8 @@ pub fn evaluate(profile: &Profile) -> Vec<Accuracy> {
     evaluate_by(profile, Breakdown::Target)
 }
 
-/// [`evaluate`], broken down as `by` says.
-pub fn evaluate_by(profile: &Profile, by: Breakdown) -> Vec<Accuracy> {
+/// Every predictor fitted on `profile`'s training part, and its held-out part.
+fn fit_held_out(profile: &Profile) -> ([Box<dyn Predictor>; 3], Vec<Measurement>) {
     let (test, train): (Vec<Measurement>, Vec<Measurement>) =
         profile.measurements.iter().cloned().partition(held_out);
     let threads = profile.cpu_threads;
@@ -147,6 +148,56 @@ pub fn evaluate_by(profile: &Profile, by: Breakdown) -> Vec<Accuracy> {
         Box::new(kernel.clone()),
         Box::new(boosted::BoostedPredictor::fit_on(&train, threads, kernel)),
     ];
+    (fitted, test)
+}
+
+/// One held-out measurement and what each predictor made of it (a line of
+/// `profile --evaluate --residuals`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Residual {
+    /// The measured layer (`model/node`, or `grid/...`).
+    pub source: String,
+    pub processor: Processor,
+    pub precision: Precision,
+    pub variant: String,
+    /// The slice: output channels × output rows.
+    pub c: usize,
+    pub h: usize,
+    /// Measured time, ns.
+    pub measured_ns: f64,
+    /// Each predictor's time, ns, by name (`null` where it has no model).
+    pub predicted_ns: BTreeMap<&'static str, Option<f64>>,
+}
+
+/// Every held-out measurement of `profile` with each predictor's prediction, fitted as
+/// [`evaluate`] fits them: the detail behind its shares.
+pub fn residuals(profile: &Profile) -> Vec<Residual> {
+    let (fitted, test) = fit_held_out(profile);
+    test.into_iter()
+        .map(|m| Residual {
+            predicted_ns: fitted
+                .iter()
+                .map(|p| {
+                    (
+                        p.name(),
+                        p.predict(&m.layer, m.processor, m.precision, m.c, m.h),
+                    )
+                })
+                .collect(),
+            source: m.source,
+            processor: m.processor,
+            precision: m.precision,
+            variant: m.layer.variant,
+            c: m.c,
+            h: m.h,
+            measured_ns: m.ns,
+        })
+        .collect()
+}
+
+/// [`evaluate`], broken down as `by` says.
+pub fn evaluate_by(profile: &Profile, by: Breakdown) -> Vec<Accuracy> {
+    let (fitted, test) = fit_held_out(profile);
     let mut out = Vec::new();
     for p in &fitted {
         out.extend(score_all(p.name(), &test, by, |m| {
