@@ -4,6 +4,7 @@ use crate::common::*;
 
 #[test]
 fn local_campaign_with_the_simulated_monitor_writes_tables_polars_reads_back() {
+    let _cpu = sharing_the_cpu();
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = campaign(
         tmp.path(),
@@ -124,6 +125,7 @@ fn local_campaign_with_the_simulated_monitor_writes_tables_polars_reads_back() {
 
 #[test]
 fn another_campaign_in_the_results_folder_is_refused() {
+    let _cpu = sharing_the_cpu();
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("results");
     let a = campaign(
@@ -150,6 +152,7 @@ fn another_campaign_in_the_results_folder_is_refused() {
 
 #[test]
 fn validate_names_line_and_column_of_bad_campaigns() {
+    let _cpu = sharing_the_cpu();
     let tmp = tempfile::tempdir().expect("tempdir");
     let bad = tmp.path().join("bad.toml");
     std::fs::write(
@@ -184,6 +187,7 @@ fn validate_names_line_and_column_of_bad_campaigns() {
 /// A configuration whose clock fit is refused is measured again, once, and says so.
 #[test]
 fn a_refused_clock_fit_is_measured_again_once() {
+    let _cpu = sharing_the_cpu();
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = campaign(
         tmp.path(),

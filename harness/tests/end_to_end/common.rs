@@ -1,6 +1,26 @@
 //! Shared helpers of the campaign tests: the binaries, campaign files, result folders.
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// The tests of this binary run on parallel threads of one process, and each spawns agents
+/// that keep a core busy. A test that compares timings of two runs must not share the
+/// machine with them: on a 2-core host another test's agent slowed one of two clean 12-run
+/// samples by 52% and failed a +50% rule (clean-clone CI, 2026-12-07). Every test holds this
+/// lock: shared by the others ([`sharing_the_cpu`]), alone by a timing test
+/// ([`measuring_alone`]).
+static CPU: RwLock<()> = RwLock::new(());
+
+/// Held by a test that may run beside the others.
+pub fn sharing_the_cpu() -> RwLockReadGuard<'static, ()> {
+    // A test that panicked while holding the lock says nothing about the machine.
+    CPU.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Held by a test whose assertions compare timings: no other test of this binary runs.
+pub fn measuring_alone() -> RwLockWriteGuard<'static, ()> {
+    CPU.write().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// `target/release/ulayer-agent` beside this test's binary folder (the agent is another
 /// package's binary, so Cargo does not hand its path to these tests).

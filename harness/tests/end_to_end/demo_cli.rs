@@ -5,6 +5,7 @@ use crate::common::*;
 
 #[test]
 fn demo_with_a_tiny_campaign_writes_results_and_the_report_and_resumes() {
+    let _cpu = sharing_the_cpu();
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = campaign(
         tmp.path(),

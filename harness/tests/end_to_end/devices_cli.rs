@@ -4,6 +4,7 @@ use std::process::Command;
 
 #[test]
 fn devices_lists_ssh_targets_and_runs_without_adb() {
+    let _cpu = crate::common::sharing_the_cpu();
     let tmp = tempfile::tempdir().expect("tempdir");
     let campaigns = tmp.path().join("campaigns");
     std::fs::create_dir(&campaigns).expect("mkdir");

@@ -15,6 +15,7 @@ fn ulab(port: &std::path::Path, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn status_voltage_usb_and_record_through_the_simulator() {
+    let _cpu = crate::common::sharing_the_cpu();
     let sim = Simulator::spawn(SimConfig::default()).expect("simulator starts");
     let port = sim.path().to_path_buf();
 
@@ -67,6 +68,7 @@ fn status_voltage_usb_and_record_through_the_simulator() {
 
 #[test]
 fn a_missing_port_is_a_clear_error() {
+    let _cpu = crate::common::sharing_the_cpu();
     let out = ulab(std::path::Path::new("/dev/no-such-monitor"), &["status"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -10,7 +10,8 @@ use crate::common::*;
 use std::path::Path;
 
 /// Thresholds for a noisy 2-core host: latency or energy up 50% fails
-/// (the injected one is well over 100%); run-to-run noise of a clean rerun stays below it.
+/// (the injected one is well over 100%); run-to-run noise of a clean rerun stays below it
+/// when no other test runs beside this one ([`measuring_alone`]).
 const RULES: &str = "[defaults]\nlatency_p90_pct = 50.0\nenergy_per_inference_pct = 50.0\n\
                      top5_drop_points = 0.5\nalpha = 0.05\nmin_runs = 5\n";
 
@@ -52,6 +53,7 @@ fn check(base: &Path, cur: &Path, rules: &Path, out: &Path) -> (std::process::Ou
 
 #[test]
 fn clean_rerun_passes_slowed_rerun_is_caught_and_the_report_renders() {
+    let _cpu = measuring_alone();
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = campaign_file(tmp.path());
     let rules = tmp.path().join("rules.toml");

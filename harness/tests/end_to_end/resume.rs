@@ -69,6 +69,7 @@ fn interrupted_then_resumed(name: &str, fault: Option<&str>, expect_failed: &str
 
 #[test]
 fn resumes_after_an_agent_crash() {
+    let _cpu = sharing_the_cpu();
     interrupted_then_resumed(
         "agent-crash",
         Some("kill-agent=mobilenet-v1/cpu/f32"),
@@ -78,6 +79,7 @@ fn resumes_after_an_agent_crash() {
 
 #[test]
 fn resumes_after_a_monitor_disconnect() {
+    let _cpu = sharing_the_cpu();
     interrupted_then_resumed(
         "monitor-disconnect",
         Some("disconnect=alexnet/cpu/f32@0.6"),
@@ -87,6 +89,7 @@ fn resumes_after_a_monitor_disconnect() {
 
 #[test]
 fn resumes_after_kill_9_of_ulab() {
+    let _cpu = sharing_the_cpu();
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = campaign(tmp.path(), "kill9", MATRIX, SIM, "");
     let out = tmp.path().join("results");

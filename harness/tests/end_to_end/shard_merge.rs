@@ -6,6 +6,7 @@ const MATRIX: &str = "models = [\"mobilenet-v1\", \"squeezenet1.1\"]\nmechanisms
 
 #[test]
 fn shards_merged_equal_the_unsharded_run() {
+    let _cpu = sharing_the_cpu();
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = campaign(tmp.path(), "sharded", MATRIX, "kind = \"none\"", "");
     let whole = tmp.path().join("whole");

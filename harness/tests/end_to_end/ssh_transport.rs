@@ -29,6 +29,7 @@ impl Drop for Sshd {
 
 #[test]
 fn a_campaign_runs_through_ssh_to_a_loopback_sshd() {
+    let _cpu = sharing_the_cpu();
     if !Path::new(SSHD).exists() {
         eprintln!("SKIPPED: {SSHD} is not installed (apt-get install openssh-server)");
         return;
