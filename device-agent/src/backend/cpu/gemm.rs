@@ -256,6 +256,7 @@ fn grid(
         TaskCosts {
             overhead: 100_000,
             pack_div: 0,
+            share_min: None,
         },
     );
     (n_units, mb, nb, span)

@@ -21,7 +21,7 @@
 use super::buf::with_scratch;
 use super::bytes::transpose_codes;
 pub use super::gemm::Orientation;
-use super::plan::{plan_with_span, TaskCosts};
+use super::plan::{self, plan_with_span, TaskCosts};
 pub use super::simd_q8::QOut;
 use super::simd_q8::{QDot, QFn, QIsa, QTileFn, ReqArrays, ReqVecs};
 use super::CpuCtx;
@@ -296,8 +296,16 @@ pub unsafe fn gemm_q8<S: QSource>(
         n_units,
         mb,
         nb,
+        costs,
         ..
-    } = grid(s, w.orientation, w.k, m_units, ns.len(), ctx.threads);
+    } = grid(
+        s,
+        w.orientation,
+        w.k,
+        (m_units, ns.len()),
+        S::SHARE_PACKING,
+        ctx.threads,
+    );
     let m_blocks = m_units.div_ceil(mb);
     let n_blocks = n_units.div_ceil(nb);
     let p_first = ms.start / m_unit;
@@ -333,12 +341,9 @@ pub unsafe fn gemm_q8<S: QSource>(
         });
     };
     // Blocks of m repeat their columns' packing; past a few panels of repeats, the columns
-    // are packed once, by all workers, before the product (while they fit in a cache).
-    let (total, repeated) = (
-        n_units * panel_bytes,
-        (m_blocks - 1) * n_units * panel_bytes,
-    );
-    if S::SHARE_PACKING && m_blocks > 1 && repeated >= SHARED_PACK_MIN && total <= SHARED_PACK_MAX {
+    // are packed once, by all workers, before the product (while they fit in a cache), as
+    // the plan assumed.
+    if plan::shares(&costs, m_blocks, n_units) {
         with_packed(n_units * panel_bytes + 64, |buf| {
             pack_shared(ctx, w, src, &ns, n_unit, buf.as_mut_slice().as_mut_ptr());
             run(Some(buf.as_ptr()));
@@ -357,56 +362,68 @@ fn units(s: QShape, o: Orientation) -> (usize, usize) {
 }
 
 /// A product's task grid: the bytes of one packed activation panel, the units of `n`, the
-/// planned blocks and their simulated makespan (multiply-adds).
+/// planned blocks, their simulated makespan (multiply-adds) and the costs planned with.
 struct Grid {
     panel_bytes: usize,
     n_units: usize,
     mb: usize,
     nb: usize,
     span: u128,
+    costs: TaskCosts,
 }
 
-fn grid(s: QShape, o: Orientation, k: usize, m_units: usize, n_len: usize, threads: usize) -> Grid {
+/// The grid of `m_units` weight panels × `n_len` columns over `k`; `share`: the source may
+/// pack its columns once for all blocks of `m` ([`QSource::SHARE_PACKING`]).
+fn grid(
+    s: QShape,
+    o: Orientation,
+    k: usize,
+    (m_units, n_len): (usize, usize),
+    share: bool,
+    threads: usize,
+) -> Grid {
     let (m_unit, n_unit) = units(s, o);
     let panel_bytes = k.div_ceil(s.kg) * 4 * n_unit;
     let n_units = n_len.div_ceil(n_unit);
     let n_max = (PACK_TARGET / panel_bytes.max(1)).max(1);
-    let (mb, nb, span) = plan_with_span(
-        m_units,
-        n_units,
-        n_max,
-        threads,
-        k * m_unit * n_unit,
+    let costs = TaskCosts {
         // About 4 µs per task (scheduling, set-up) and the packing repeated per m block.
-        TaskCosts {
-            overhead: 200_000,
-            pack_div: 8,
-        },
-    );
+        overhead: 200_000,
+        pack_div: 8,
+        // Packed once when the repeats reach SHARED_PACK_MIN bytes and the whole packing
+        // fits SHARED_PACK_MAX.
+        share_min: (share && n_units * panel_bytes <= SHARED_PACK_MAX)
+            .then(|| SHARED_PACK_MIN.div_ceil(panel_bytes.max(1))),
+    };
+    let (mb, nb, span) =
+        plan_with_span(m_units, n_units, n_max, threads, k * m_unit * n_unit, costs);
     Grid {
         panel_bytes,
         n_units,
         mb,
         nb,
         span,
+        costs,
     }
 }
 
 /// The engine's own estimate of a product's time, in multiply-adds: the simulated makespan of
 /// the task grid it would run for `m × n` of a layer whose whole product is `layer_m ×
-/// layer_n` (which fixes the orientation) over `k`, on `threads` workers of variant `q`.
+/// layer_n` (which fixes the orientation) over `k`, on `threads` workers of variant `q`;
+/// `gathered`: the columns are gathered (im2col), so may be packed once for all blocks of `m`.
 pub fn predicted_span(
     q: QIsa,
     (layer_m, layer_n): (usize, usize),
     out_m_contiguous: bool,
     k: usize,
     (m, n): (usize, usize),
+    gathered: bool,
     threads: usize,
 ) -> u128 {
     let s = q.shape();
     let o = choose_orientation(q, layer_m, layer_n, out_m_contiguous);
     let m_units = m.div_ceil(units(s, o).0);
-    grid(s, o, k, m_units, n, threads).span
+    grid(s, o, k, (m_units, n), gathered, threads).span
 }
 
 /// Repeated packing (bytes) above which a product packs its columns once for all blocks.

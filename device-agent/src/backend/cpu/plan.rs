@@ -7,7 +7,9 @@
 //! block of each dimension is short) are dealt to the workers as the counter deals them, each
 //! task costing its multiply-adds plus a fixed per-task cost and, where the engine repacks its
 //! activations per task, the packing; waking the pool for more than one task costs one fixed
-//! cost more. An earlier estimate, `ceil(tasks / threads)` × the
+//! cost more. Where the engine packs the columns once for all blocks of `m` instead
+//! ([`TaskCosts::share_min`]), that packing is spread over the workers in a fork of its own
+//! before the tasks, which then pack nothing. An earlier estimate, `ceil(tasks / threads)` × the
 //! largest task, could not tell an even split from an uneven one: on a 512 → 512 1×1
 //! convolution at 14×14 it chose two tasks of 7 and 6 pixel panels, which left one of two
 //! threads idle for 14% of the layer (measured with `perf` on the 8-bit engine).
@@ -25,6 +27,19 @@ pub struct TaskCosts {
     /// When the engine packs its activations in every task: the packing of one `n` unit costs
     /// `tile_work / pack_div` (0: no per-task packing to charge).
     pub pack_div: usize,
+    /// When the engine packs the columns once, on all workers, for all blocks of `m`
+    /// (`super::gemm_q8` over an im2col gather): it does so once the repeated packing
+    /// `(m_blocks − 1) · n_units` reaches this many units of `n` ([`shares`]). `None`: every
+    /// task packs its own.
+    pub share_min: Option<usize>,
+}
+
+/// Whether an engine of `costs` packs the columns once for a grid of `m_blocks` blocks of `m`
+/// over `n_units` units of `n` (the engine asks this too, so plan and run agree).
+pub fn shares(costs: &TaskCosts, m_blocks: usize, n_units: usize) -> bool {
+    costs
+        .share_min
+        .is_some_and(|min| m_blocks > 1 && (m_blocks - 1) * n_units >= min)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -123,16 +138,30 @@ fn search(k: &Key) -> (usize, usize, u128) {
     search_with(k, true)
 }
 
+/// The shared packing's span on the workers, wake-up included, when a grid of `m_blocks`
+/// packs once (0 otherwise).
+fn shared_pack_span(k: &Key, m_blocks: usize) -> u128 {
+    if !shares(&k.costs, m_blocks, k.n_units) {
+        return 0;
+    }
+    let wake = if k.threads > 1 { k.costs.overhead } else { 0 };
+    (pack_cost(k, k.n_units).div_ceil(k.threads.max(1)) + wake) as u128
+}
+
 /// The makespan of blocks `mb × nb` dealt to `free.len()` workers as the counter deals them.
 fn simulate(k: &Key, mb: usize, nb: usize, free: &mut [u128]) -> u128 {
     let (m_blocks, n_blocks) = (k.m_units.div_ceil(mb), k.n_units.div_ceil(nb));
     let tasks = m_blocks * n_blocks;
-    free.iter_mut().for_each(|f| *f = 0);
+    // Packed once before the tasks, or by every task.
+    let shared = shares(&k.costs, m_blocks, k.n_units);
+    let start = shared_pack_span(k, m_blocks);
+    free.iter_mut().for_each(|f| *f = start);
     for t in 0..tasks {
         let (bm, bn) = (t / n_blocks, t % n_blocks);
         let ms = mb.min(k.m_units - bm * mb);
         let ns = nb.min(k.n_units - bn * nb);
-        let cost = (ms * ns * k.tile_work + k.costs.overhead + pack_cost(k, ns)) as u128;
+        let pack = if shared { 0 } else { pack_cost(k, ns) };
+        let cost = (ms * ns * k.tile_work + k.costs.overhead + pack) as u128;
         // The counter hands the next task to whichever worker is free first.
         if let Some(w) = free.iter_mut().min() {
             *w += cost;
@@ -163,12 +192,17 @@ fn search_with(k: &Key, prune: bool) -> (usize, usize, u128) {
             let (m_blocks, n_blocks) = (k.m_units.div_ceil(mb), k.n_units.div_ceil(nb));
             let tasks = m_blocks * n_blocks;
             if prune {
-                // As the simulation charges it: per task.
+                // As the simulation charges it: per task, or once before the tasks.
                 let last = k.n_units - (n_blocks - 1) * nb;
-                let pack = m_blocks * ((n_blocks - 1) * pack_cost(k, nb) + pack_cost(k, last));
+                let pack = if shares(&k.costs, m_blocks, k.n_units) {
+                    0
+                } else {
+                    m_blocks * ((n_blocks - 1) * pack_cost(k, nb) + pack_cost(k, last))
+                };
                 let total = macs + (tasks * k.costs.overhead + pack) as u128;
                 let wake = if tasks > 1 { k.costs.overhead } else { 0 } as u128;
-                let bound = total.div_ceil(k.threads as u128) + wake;
+                let bound =
+                    shared_pack_span(k, m_blocks) + total.div_ceil(k.threads as u128) + wake;
                 if (bound, tasks) >= (best.0, best.1) {
                     continue;
                 }
@@ -190,6 +224,12 @@ mod tests {
     const Q8: TaskCosts = TaskCosts {
         overhead: 200_000,
         pack_div: 8,
+        share_min: None,
+    };
+    /// As [`Q8`], packing once for all blocks of `m` whenever `m` is cut.
+    const Q8_SHARED: TaskCosts = TaskCosts {
+        share_min: Some(1),
+        ..Q8
     };
 
     /// Simulated per-worker loads of a plan, as in `search`.
@@ -237,26 +277,29 @@ mod tests {
                 for n_max in [4, 8, 64] {
                     for threads in [2, 3, 4, 16] {
                         for tile_work in [50, 4096, 512 * 6 * 16] {
-                            let k = Key {
-                                m_units,
-                                n_units,
-                                n_max,
-                                threads,
-                                tile_work,
-                                costs: Q8,
-                            };
-                            assert_eq!(
-                                search_with(&k, true),
-                                search_with(&k, false),
-                                "{m_units}×{n_units} max {n_max}, {threads} threads, {tile_work}"
-                            );
-                            keys += 1;
+                            for costs in [Q8, Q8_SHARED] {
+                                let k = Key {
+                                    m_units,
+                                    n_units,
+                                    n_max,
+                                    threads,
+                                    tile_work,
+                                    costs,
+                                };
+                                assert_eq!(
+                                    search_with(&k, true),
+                                    search_with(&k, false),
+                                    "{m_units}×{n_units} max {n_max}, {threads} threads, \
+                                     {tile_work}, {costs:?}"
+                                );
+                                keys += 1;
+                            }
                         }
                     }
                 }
             }
         }
-        assert_eq!(keys, 7 * 6 * 3 * 4 * 3);
+        assert_eq!(keys, 7 * 6 * 3 * 4 * 3 * 2);
     }
 
     #[test]
@@ -288,6 +331,42 @@ mod tests {
             span < plan_with_span(12, 9, 9, 1, 50_000, Q8).2,
             "two workers are faster"
         );
+    }
+
+    #[test]
+    fn a_shared_packing_is_charged_once_before_the_tasks() {
+        // 4 blocks of m × 1 block of n on 2 workers, 3 units of n: each task 2·3 tiles.
+        let k = Key {
+            m_units: 8,
+            n_units: 3,
+            n_max: 3,
+            threads: 2,
+            tile_work: 8000,
+            costs: Q8_SHARED,
+        };
+        let mut free = [0u128; 2];
+        let task = (2 * 3 * 8000 + Q8.overhead) as u128;
+        // The packing of 3 units (8000 / 8 each) on 2 workers after a wake-up, then two
+        // tasks a worker, then the tasks' wake-up.
+        let pack = (3 * 8000 / 8_usize).div_ceil(2) as u128 + Q8.overhead as u128;
+        assert_eq!(
+            simulate(&k, 2, 3, &mut free),
+            pack + 2 * task + Q8.overhead as u128
+        );
+        // Without sharing, each of the four tasks packs its 3 units.
+        let k = Key { costs: Q8, ..k };
+        let task = task + (3 * 8000 / 8) as u128;
+        assert_eq!(
+            simulate(&k, 2, 3, &mut free),
+            2 * task + Q8.overhead as u128
+        );
+        // Below the threshold, no sharing: one block of m repeats nothing.
+        assert!(!shares(&Q8_SHARED, 1, 3));
+        let min = TaskCosts {
+            share_min: Some(7),
+            ..Q8
+        };
+        assert!(!shares(&min, 3, 3) && shares(&min, 4, 3));
     }
 
     #[test]

@@ -61,7 +61,17 @@ pub(crate) fn engine_span(
     let isa = Isa::detect();
     let span = match precision {
         Precision::Quint8 => {
-            gemm_q8::predicted_span(QIsa::for_isa(isa), layer, m_contig, d.k_red, slice, threads)
+            // Convolutions other than 1×1 gather their columns (im2col).
+            let gathered = d.variant.starts_with("conv");
+            gemm_q8::predicted_span(
+                QIsa::for_isa(isa),
+                layer,
+                m_contig,
+                d.k_red,
+                slice,
+                gathered,
+                threads,
+            )
         }
         Precision::F32 | Precision::F16 => {
             gemm::predicted_span(isa, layer, m_contig, d.k_red, slice, threads)
