@@ -357,8 +357,9 @@ fn kernel_predictor_learns_stepped_latency() {
     let _ = Tensor::zeros(&[1]);
 }
 
-#[test]
-fn repeatability_scores_a_second_profile_as_a_predictor() {
+/// A profile of 40 layers (8 → 1..=40 channels at 7²), each measured whole and as one
+/// channel, on the CPU in 8-bit.
+fn forty_layers() -> Profile {
     let node = super::profile::tests_conv_desc;
     let mut ms = Vec::new();
     for cout in 1..=40 {
@@ -376,8 +377,14 @@ fn repeatability_scores_a_second_profile_as_a_predictor() {
             });
         }
     }
-    let mut first = profile(0.0, 0.0);
-    first.measurements = ms;
+    let mut pr = profile(0.0, 0.0);
+    pr.measurements = ms;
+    pr
+}
+
+#[test]
+fn repeatability_scores_a_second_profile_as_a_predictor() {
+    let first = forty_layers();
     let held = first
         .measurements
         .iter()
@@ -470,25 +477,7 @@ fn a_variant_breakdown_scores_each_kernel_on_its_own_slices() {
 
 #[test]
 fn residuals_are_the_held_out_measurements_with_every_predictors_time() {
-    let node = super::profile::tests_conv_desc;
-    let mut ms = Vec::new();
-    for cout in 1..=40 {
-        let d = node(8, cout, 7);
-        for c in [1, cout] {
-            ms.push(Measurement {
-                source: format!("layer{cout}"),
-                ns: 1000.0 * cout as f64 + c as f64,
-                layer: d.clone(),
-                processor: Processor::Cpu,
-                precision: Precision::Quint8,
-                c,
-                h: d.h,
-                rounds_ns: Vec::new(),
-            });
-        }
-    }
-    let mut pr = profile(0.0, 0.0);
-    pr.measurements = ms;
+    let pr = forty_layers();
     let rows = predict::residuals(&pr);
     let held: Vec<&Measurement> = pr
         .measurements
