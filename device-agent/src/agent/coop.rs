@@ -317,13 +317,20 @@ fn time_run(r: &mut Box<dyn Runner>, inputs: &[Tensor]) -> Result<f64> {
     Ok(t0.elapsed().as_secs_f64() * 1e3)
 }
 
+/// A pause before each timed run of [`fastest`]: the previous candidate's CPU workers spin
+/// for the next task set for up to [`crate::backend::cpu::team::SPIN`] before they sleep, and
+/// would take cores from the next candidate's run (each candidate has its own workers).
+const FALLBACK_QUIET: std::time::Duration = std::time::Duration::from_micros(500);
+
 /// The measured fallback. Every candidate runs once to warm up; then [`FALLBACK_ROUNDS`]
 /// rounds time one run of each candidate in turn (interleaved, so that a machine that
-/// speeds up or slows down meanwhile affects all alike). A candidate leaves the race when it
-/// cannot win: a warm-up over 10× the fastest warm-up, or a timed run over 1.5× the round's
-/// fastest. The lowest median wins; a later candidate must beat an earlier one by more than
-/// [`FALLBACK_MARGIN`], so near-ties keep the earlier one (the plan first). Returns the
-/// winner and a line naming every candidate's median (or warm-up, for one that left early).
+/// speeds up or slows down meanwhile affects all alike), each after [`FALLBACK_QUIET`]. A
+/// candidate leaves the race when it cannot win: a warm-up over 10× the fastest warm-up, or
+/// timed runs over 1.5× the round's fastest in two rounds running (one slow run, a slow
+/// spell of a shared host, does not decide). The lowest median wins; a later candidate must
+/// beat an earlier one by more than [`FALLBACK_MARGIN`], so near-ties keep the earlier one
+/// (the plan first). Returns the winner and a line naming every candidate's median (or
+/// warm-up, for one that left early).
 pub fn fastest(
     mut candidates: Vec<(String, Box<dyn Runner>)>,
     input: &Tensor,
@@ -337,17 +344,21 @@ pub fn fastest(
     let fastest_warm = warm.iter().copied().fold(f64::INFINITY, f64::min);
     let mut alive: Vec<bool> = warm.iter().map(|&w| w <= 10.0 * fastest_warm).collect();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); n];
+    // Rounds running in which each candidate was over 1.5× the round's fastest.
+    let mut slow = vec![0usize; n];
     for _ in 0..FALLBACK_ROUNDS {
         let mut round = vec![f64::INFINITY; n];
         for (i, (_, r)) in candidates.iter_mut().enumerate() {
             if alive[i] {
+                std::thread::sleep(FALLBACK_QUIET);
                 round[i] = time_run(r, inputs)?;
                 times[i].push(round[i]);
             }
         }
         let low = round.iter().copied().fold(f64::INFINITY, f64::min);
         for i in 0..n {
-            alive[i] = alive[i] && round[i] <= 1.5 * low;
+            slow[i] = if round[i] > 1.5 * low { slow[i] + 1 } else { 0 };
+            alive[i] = alive[i] && slow[i] < 2;
         }
     }
     let figure: Vec<f64> = (0..n)
@@ -379,22 +390,23 @@ mod tests {
     use super::*;
     use crate::exec::trace::Trace;
 
-    /// A runner that takes `ms` per inference (its first run `warm_ms`) and counts its runs.
+    /// A runner whose `i`-th inference takes `ms[i]` ms (the last of them from then on), and
+    /// counts its runs.
     struct Sleeper {
-        warm_ms: u64,
-        ms: u64,
+        ms: Vec<u64>,
         runs: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     }
 
     impl Runner for Sleeper {
         fn run(&mut self, _: &[Tensor]) -> Result<(Vec<Tensor>, Trace)> {
             let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let ms = if n == 0 { self.warm_ms } else { self.ms };
+            let ms = self.ms.get(n).or(self.ms.last()).copied().unwrap_or(0);
             std::thread::sleep(std::time::Duration::from_millis(ms));
             Ok((Vec::new(), Trace::default()))
         }
     }
 
+    /// A [`Sleeper`] of `warm_ms` for its first run, `ms` after.
     fn sleeper(
         warm_ms: u64,
         ms: u64,
@@ -402,10 +414,18 @@ mod tests {
         Box<dyn Runner>,
         std::sync::Arc<std::sync::atomic::AtomicUsize>,
     ) {
+        scheduled(vec![warm_ms, ms])
+    }
+
+    fn scheduled(
+        ms: Vec<u64>,
+    ) -> (
+        Box<dyn Runner>,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) {
         let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         (
             Box::new(Sleeper {
-                warm_ms,
                 ms,
                 runs: runs.clone(),
             }),
@@ -432,6 +452,29 @@ mod tests {
         // The GPU's warm-up (400 ms) is over 10× the best median (5 ms): never timed.
         assert_eq!(gpu_runs.load(std::sync::atomic::Ordering::Relaxed), 1);
         assert!(won.run(std::slice::from_ref(&x)).is_ok());
+    }
+
+    #[test]
+    fn one_slow_run_does_not_put_a_candidate_out_of_the_race() {
+        let x = Tensor::zeros(&[1]);
+        // The plan's first timed run is slow (a slow spell of the host), then it is the
+        // fastest: it stays in the race and wins on its median.
+        let (plan, plan_runs) = scheduled(vec![10, 40, 10]);
+        let (cpu, _) = sleeper(20, 20);
+        let (_, line) =
+            fastest(vec![("plan".into(), plan), ("cpu".into(), cpu)], &x).expect("measured");
+        assert!(line.starts_with("plan (measured: plan "), "{line}");
+        assert_eq!(
+            plan_runs.load(std::sync::atomic::Ordering::Relaxed),
+            1 + FALLBACK_ROUNDS
+        );
+        // Slow in two rounds running: out after them.
+        let (plan, plan_runs) = scheduled(vec![10, 40, 40, 10]);
+        let (cpu, _) = sleeper(20, 20);
+        let (_, line) =
+            fastest(vec![("plan".into(), plan), ("cpu".into(), cpu)], &x).expect("measured");
+        assert!(line.starts_with("cpu (measured: plan "), "{line}");
+        assert_eq!(plan_runs.load(std::sync::atomic::Ordering::Relaxed), 3);
     }
 
     #[test]
