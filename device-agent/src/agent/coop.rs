@@ -109,6 +109,47 @@ pub fn plan_model(
     )
 }
 
+/// Plans `model` for the device a profile was measured on, without this device's GPU or
+/// identity check: to read (`--explain`) the plans another device ran. Nothing runs. The CPU
+/// engine's own estimate of a slice is a feature of the predictors and is computed for this
+/// machine's instruction set (at the profile's thread count), so the profile must be of a CPU
+/// with the same instruction set: an error otherwise.
+pub fn plan_for_profiled_device(
+    model: &LoadedModel,
+    mechanism: Mechanism,
+    precision: Precision,
+    predictor: Which,
+    rows: bool,
+    profile: &Path,
+) -> Result<Plan> {
+    let prof = Profile::load(profile)?;
+    same_cpu_kernels(&prof, profile, crate::backend::cpu::isa_name())?;
+    coop::plan(
+        &model.graph,
+        &prof,
+        &prof.identity,
+        &PlanOptions {
+            mechanism,
+            precision,
+            predictor,
+            rows,
+        },
+    )
+}
+
+/// An error naming `path` unless profile `prof` is of a CPU running the kernels of `here`.
+fn same_cpu_kernels(prof: &Profile, path: &Path, here: &str) -> Result<()> {
+    if prof.identity.cpu_isa == here {
+        return Ok(());
+    }
+    Err(crate::Error::Other(format!(
+        "{}: the profile's CPU runs {} kernels and this one {here}: its plans depend on \
+         the CPU kernels' own estimates, which only a CPU of the same instruction set makes",
+        path.display(),
+        prof.identity.cpu_isa
+    )))
+}
+
 /// A runner of `model` by mechanism name at `precision` (checked: unknown mechanisms and
 /// combinations are errors listing the valid ones). Cooperative mechanisms run their plan as
 /// planned (no measured fallback).
@@ -475,6 +516,43 @@ mod tests {
             fastest(vec![("plan".into(), plan), ("cpu".into(), cpu)], &x).expect("measured");
         assert!(line.starts_with("cpu (measured: plan "), "{line}");
         assert_eq!(plan_runs.load(std::sync::atomic::Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn another_devices_profile_is_planned_only_with_the_same_cpu_kernels() {
+        let mut prof = Profile {
+            version: crate::coop::profile::PROFILE_VERSION,
+            identity: DeviceIdentity {
+                cpu_model: "a host".into(),
+                cpu_cores: 16,
+                cpu_isa: "avx512".into(),
+                gpu_name: "a GPU".into(),
+                gpu_driver: "1".into(),
+            },
+            quick: false,
+            cpu_threads: 16,
+            sync: crate::coop::profile::SyncCost {
+                fork_join_ns: 0.0,
+                gpu_dispatch_ns: 0.0,
+                gpu_ns_per_byte: 0.0,
+                contention: 0.0,
+            },
+            aggregate: Default::default(),
+            measurements: Vec::new(),
+            coop: Default::default(),
+            notes: Vec::new(),
+            seconds: 0.0,
+        };
+        let path = Path::new("host.json");
+        assert!(same_cpu_kernels(&prof, path, "avx512").is_ok());
+        prof.identity.cpu_isa = "neon".into();
+        let e = same_cpu_kernels(&prof, path, "avx512")
+            .expect_err("other kernels")
+            .to_string();
+        assert!(
+            e.contains("host.json") && e.contains("neon") && e.contains("avx512"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -197,20 +197,27 @@ pub fn plan(
     explain: bool,
     json: bool,
     threads: usize,
+    of_profiled_device: bool,
     data_dir: &Path,
 ) -> Result<()> {
     let mech = Mechanism::parse_with(mechanism, precision)?;
     let m = ulayer::agent::load_model(model, data_dir)?;
-    let plan = ulayer::agent::coop::plan_model(
-        &m,
-        mech,
-        precision,
-        predictor,
-        rows,
-        profile.as_deref(),
-        ulayer::agent::resolve_threads(threads),
-        data_dir,
-    )?;
+    let plan = if of_profiled_device {
+        let path = profile
+            .context("--of-profiled-device plans for a named profile: give --profile FILE")?;
+        ulayer::agent::coop::plan_for_profiled_device(&m, mech, precision, predictor, rows, &path)?
+    } else {
+        ulayer::agent::coop::plan_model(
+            &m,
+            mech,
+            precision,
+            predictor,
+            rows,
+            profile.as_deref(),
+            ulayer::agent::resolve_threads(threads),
+            data_dir,
+        )?
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
         return Ok(());

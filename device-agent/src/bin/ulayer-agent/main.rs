@@ -190,6 +190,12 @@ enum Cmd {
         json: bool,
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Plan for the device the --profile was measured on, not this one: no GPU is
+        /// opened and the profile's device is not checked against this one (nothing runs),
+        /// so that the plans another device ran can be read here with --explain. The CPU must
+        /// have the profile's instruction set.
+        #[arg(long, requires = "profile")]
+        of_profiled_device: bool,
     },
     /// F32 against QUInt8 on the bundled labeled photos: top-1, top-5 and agreement with F32
     /// (calibration held out by photo).
@@ -537,8 +543,18 @@ fn run(cli: Cli) -> Result<()> {
             explain,
             json,
             threads,
+            of_profiled_device,
         } => coop_cmd::plan(
-            &model, &mechanism, precision, profile, predictor, !no_rows, explain, json, threads,
+            &model,
+            &mechanism,
+            precision,
+            profile,
+            predictor,
+            !no_rows,
+            explain,
+            json,
+            threads,
+            of_profiled_device,
             &data_dir,
         )?,
         Cmd::Serve => {
