@@ -11,8 +11,16 @@ measured fallback (what a campaign runs). Prints, per network:
     divided by the ideal one, i.e. T_ideal / T_plan with 1/T_ideal = 1/T_cpu + 1/T_gpu;
 
 and per layer, for layers whose CPU and GPU times are within 2× of each other (where
-cooperation can pay), the same efficiency from the per-layer medians (GPU times include the
-layer's staging transfers). Usage:
+cooperation can pay), the same efficiency: the ideal from the two processors' times over the
+plan's measured per-layer median.
+
+The per-layer CPU and GPU times are the device profile's whole-layer wall times (what a split
+waits for: the GPU's submission, transfers and fence wait included; what the planner sees),
+at the processors' precisions. Without a profile they fall back to the `cpu` and `gpu`
+benches' per-layer medians, where a GPU layer's time is its GPU-timestamp interval plus its
+staging copies: on the 2026-12-08 H100 host that made googlenet/conv2/3x3 0.26 ms on the GPU
+against 1.08 ms of wall time, and counted 114 layers "within 2×" where the wall times put
+none. Usage:
 
   python3 tools/coop_efficiency.py --agent target/release/ulayer-agent \
       --models mobilenet-v1,squeezenet1.1 --precisions f32,quint8 [--json out.json]
@@ -22,6 +30,7 @@ The agent plans from this device's profile ($ULAYER_PROFILE or its cache; see
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -47,6 +56,22 @@ def layer_ms(report):
     return {l["node"]: l["p50_ms"] + l.get("transfer_p50_ms", 0.0) for l in report["layers"]}
 
 
+def profile_layers(path, precision):
+    """Whole-layer wall times (ms) by node of each model, per processor, from a device profile
+    at `precision` (the CPU's and the GPU's: F16 on the GPU for processor-friendly runs is not
+    told apart here)."""
+    with open(path) as f:
+        prof = json.load(f)
+    out = {}
+    for m in prof["measurements"]:
+        layer = m["layer"]
+        if m["precision"] != precision or m["c"] != layer["c"] or m["h"] != layer["h"]:
+            continue
+        model, _, node = m["source"].partition("/")
+        out.setdefault(model, {}).setdefault(m["processor"], {})[node] = m["ns"] / 1e6
+    return out
+
+
 def ideal(tc, tg):
     return 1.0 / (1.0 / tc + 1.0 / tg) if tc > 0 and tg > 0 else min(tc, tg)
 
@@ -60,7 +85,15 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--json", help="write every figure here")
+    ap.add_argument("--profile", default=os.environ.get("ULAYER_PROFILE"),
+                    help="the device profile whose whole-layer wall times judge the layers "
+                         "(default: $ULAYER_PROFILE; without one, the benches' per-layer medians)")
     args = ap.parse_args()
+    if args.profile:
+        print(f"per-layer CPU and GPU times: whole-layer wall times of {args.profile}", file=sys.stderr)
+    else:
+        print("per-layer CPU and GPU times: the benches' per-layer medians (no profile named; "
+              "GPU times exclude submission and fence waits)", file=sys.stderr)
 
     rows, layer_rows = [], []
     for model in args.models.split(","):
@@ -84,7 +117,11 @@ def main():
                 row[f"{m} vs best single"] = best / p50[m]
                 row[f"{m} (plan) efficiency"] = ideal(tc, tg) / p50[m + " (plan)"]
             rows.append(row)
-            lc, lg = layer_ms(r["cpu"]), layer_ms(r["gpu"])
+            if args.profile:
+                walls = profile_layers(args.profile, prec).get(model, {})
+                lc, lg = walls.get("cpu", {}), walls.get("gpu", {})
+            else:
+                lc, lg = layer_ms(r["cpu"]), layer_ms(r["gpu"])
             lu = layer_ms(r["ulayer (plan)"])
             effs = []
             for node, c in lc.items():
@@ -95,7 +132,8 @@ def main():
                     e = ideal(c, g) / u
                     effs.append(e)
                     layer_rows.append({"model": model, "precision": prec, "node": node,
-                                       "cpu_ms": c, "gpu_ms": g, "ulayer_ms": u, "efficiency": e})
+                                       "cpu_ms": c, "gpu_ms": g, "ulayer_ms": u, "efficiency": e,
+                                       "times": "profile" if args.profile else "benches"})
             row["layers_within_2x"] = len(effs)
             row["layer_efficiency_median"] = statistics.median(effs) if effs else None
             row["layers_at_80pct"] = sum(e >= 0.8 for e in effs)
