@@ -387,7 +387,7 @@ fn grid(
     let n_units = n_len.div_ceil(n_unit);
     let n_max = (PACK_TARGET / panel_bytes.max(1)).max(1);
     let costs = TaskCosts {
-        // About 4 µs per task (scheduling, set-up) and the packing repeated per m block.
+        // About 4 µs per task (scheduling, set-up) and the packing: per block of m, or once.
         overhead: 200_000,
         pack_div: 8,
         // Packed once when the repeats reach SHARED_PACK_MIN bytes and the whole packing
