@@ -520,29 +520,8 @@ mod tests {
 
     #[test]
     fn another_devices_profile_is_planned_only_with_the_same_cpu_kernels() {
-        let mut prof = Profile {
-            version: crate::coop::profile::PROFILE_VERSION,
-            identity: DeviceIdentity {
-                cpu_model: "a host".into(),
-                cpu_cores: 16,
-                cpu_isa: "avx512".into(),
-                gpu_name: "a GPU".into(),
-                gpu_driver: "1".into(),
-            },
-            quick: false,
-            cpu_threads: 16,
-            sync: crate::coop::profile::SyncCost {
-                fork_join_ns: 0.0,
-                gpu_dispatch_ns: 0.0,
-                gpu_ns_per_byte: 0.0,
-                contention: 0.0,
-            },
-            aggregate: Default::default(),
-            measurements: Vec::new(),
-            coop: Default::default(),
-            notes: Vec::new(),
-            seconds: 0.0,
-        };
+        let mut prof = crate::coop::tests::profile(0.0, 0.0);
+        prof.identity.cpu_isa = "avx512".into();
         let path = Path::new("host.json");
         assert!(same_cpu_kernels(&prof, path, "avx512").is_ok());
         prof.identity.cpu_isa = "neon".into();

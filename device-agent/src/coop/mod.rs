@@ -58,7 +58,7 @@ pub mod predict;
 pub mod profile;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use executor::{CoopExecutor, Runner};
 pub use mechanism::Mechanism;

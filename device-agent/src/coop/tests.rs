@@ -20,7 +20,8 @@ fn identity(gpu: &str) -> DeviceIdentity {
     }
 }
 
-fn profile(sync_ns: f64, contention: f64) -> Profile {
+/// An empty profile of a test device (also used by the agent's tests).
+pub(crate) fn profile(sync_ns: f64, contention: f64) -> Profile {
     Profile {
         version: PROFILE_VERSION,
         identity: identity("test gpu"),
