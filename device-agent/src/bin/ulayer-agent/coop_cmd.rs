@@ -93,15 +93,19 @@ pub fn profile(args: ProfileArgs, data_dir: &Path) -> Result<()> {
         );
         prof
     };
-    if let Some(path) = &residuals {
-        write_residuals(path, &predict::residuals(&prof))?;
-    }
     let by = if by_variant {
         predict::Breakdown::Variant
     } else {
         predict::Breakdown::Target
     };
-    let mut acc = predict::evaluate_by(&prof, by);
+    let mut acc = match &residuals {
+        Some(path) => {
+            let (acc, rows) = predict::evaluate_with_residuals(&prof, by);
+            write_residuals(path, &rows)?;
+            acc
+        }
+        None => predict::evaluate_by(&prof, by),
+    };
     if let Some(path) = repeat {
         let mut second = Profile::load(&path)?;
         if let Some(a) = aggregate {

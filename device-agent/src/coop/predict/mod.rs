@@ -182,8 +182,26 @@ pub struct Residual {
 /// Every held-out measurement of `profile` with each predictor's prediction, fitted as
 /// [`evaluate`] fits them: the detail behind its shares.
 pub fn residuals(profile: &Profile) -> Vec<Residual> {
+    evaluate_with_residuals(profile, Breakdown::Target).1
+}
+
+/// [`evaluate`], broken down as `by` says.
+pub fn evaluate_by(profile: &Profile, by: Breakdown) -> Vec<Accuracy> {
+    evaluate_with_residuals(profile, by).0
+}
+
+/// [`evaluate_by`] and [`residuals`] from one fit of the predictors (fitting is the slow
+/// part: seconds on a full profile).
+pub fn evaluate_with_residuals(profile: &Profile, by: Breakdown) -> (Vec<Accuracy>, Vec<Residual>) {
     let (fitted, test) = fit_held_out(profile);
-    test.into_iter()
+    let mut scores = Vec::new();
+    for p in &fitted {
+        scores.extend(score_all(p.name(), &test, by, |m| {
+            p.predict(&m.layer, m.processor, m.precision, m.c, m.h)
+        }));
+    }
+    let rows = test
+        .into_iter()
         .map(|m| Residual {
             predicted_ns: fitted
                 .iter()
@@ -202,19 +220,8 @@ pub fn residuals(profile: &Profile) -> Vec<Residual> {
             h: m.h,
             measured_ns: m.ns,
         })
-        .collect()
-}
-
-/// [`evaluate`], broken down as `by` says.
-pub fn evaluate_by(profile: &Profile, by: Breakdown) -> Vec<Accuracy> {
-    let (fitted, test) = fit_held_out(profile);
-    let mut out = Vec::new();
-    for p in &fitted {
-        out.extend(score_all(p.name(), &test, by, |m| {
-            p.predict(&m.layer, m.processor, m.precision, m.c, m.h)
-        }));
-    }
-    out
+        .collect();
+    (scores, rows)
 }
 
 /// The measurements' own repeatability on this device: `second`, another profile of the same
